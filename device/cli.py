@@ -1,0 +1,66 @@
+"""``bedside``: one command line for the appliance and its model workshop.
+
+Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> int``. Modules
+import their heavy dependencies inside ``run`` so that ``bedside --help`` and the device
+commands never import TensorFlow (only ``train``, ``convert`` and ``eval`` do, and they need
+the ``[convert]`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from device import __version__
+from device.errors import UserError
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("device.commands.demo", "run the daemon on a bundled real recording and show what a nurses' station receives"),
+    "run": ("device.commands.run", "the bedside daemon: read sensors, estimate HR/RR, raise alarms, publish over MQTT"),
+    "process": ("device.commands.process", "run the streaming core over a recording as fast as the CPU allows; write JSON lines"),
+    "replay": ("device.commands.replay", "play a recording into a serial port (or a pty) like a sensor board, or into raw PCM for ALSA"),
+    "train": ("convert.commands.train", "train an HR or RR model on recordings (needs the [convert] extra)"),
+    "convert": ("convert.commands.convert", "quantize a trained model to TFLite with a manifest (needs the [convert] extra)"),
+    "eval": ("convert.commands.evaluate", "score a TFLite model on recordings: MAE, coverage, plots (needs [convert])"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bedside",
+        description="bedside-edge: heart-rate and respiratory-rate monitoring on an edge device, "
+        "with alarms published over MQTT. Run 'bedside COMMAND --help' for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"bedside-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not (e.name or "").startswith((module, "convert.commands", "device.commands")):
+                raise
+            continue  # a command not built yet in this checkout
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as e:
+        print(f"bedside {args.command}: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130

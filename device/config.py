@@ -1,0 +1,236 @@
+"""Strict, documented configuration: one TOML file validated into typed dataclasses.
+
+Every field has a unit in its name (``fs_hz``, ``delay_s``) and a description
+(``field(metadata={"help": ...})``). Unknown keys are errors that name the key, because a
+misspelt alarm limit silently ignored is a patient at risk. ``bedside run --check-config``
+validates a file and exits 0, or 1 naming the bad key.
+
+Sections are dataclasses; adding a section is adding a class and a field on ``Config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device.errors import UserError
+
+
+def doc(help_text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its description."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+class ConfigError(UserError):
+    """A bad key or value in the config file (exit 1 from --check-config, 2 elsewhere)."""
+
+
+@dataclass
+class BedConfig:
+    id: str = doc("bed identifier, used in MQTT topics (bedside/<id>/...) and alarm ids", "bed1")
+
+
+@dataclass
+class MqttConfig:
+    broker: str = doc("broker URL: mqtt://HOST:PORT (plain TCP)", "mqtt://127.0.0.1:1883")
+    prefix: str = doc("topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside")
+    client_id: str = doc("MQTT client id; empty means bedside-<bed>", "")
+    keepalive_s: int = doc("MQTT keepalive in seconds; the broker publishes the last will after 1.5x this", 10)
+    username: str = doc("broker user name (empty: anonymous)", "")
+    password_file: str = doc("file holding the broker password (kept out of the config)", "")
+    outbox_path: str = doc(
+        "file where unacknowledged QoS 1 alarm messages are kept across restarts; empty: "
+        "/var/lib/bedside/<bed>-outbox.jsonl when writable, else in memory only",
+        "",
+    )
+
+
+@dataclass
+class RecordingConfig:
+    fs_hz: float | None = doc("sample rate of CSV recordings without a 'Time [s]' column", None)
+    roles: dict[str, str] = doc(
+        "column name -> role (ecg, ppg, resp, audio); empty: BIDMC names (II, PLETH, RESP)", factory=dict
+    )
+
+
+@dataclass
+class ReplayConfig:
+    path: str = doc("recording to replay as if it were live (CSV/CSV.gz/WAV); empty: no replay", "")
+    speed: float = doc("replay speed factor: 1.0 is real time", 1.0)
+    loop: bool = doc("start again at the end of the recording", False)
+    use: list[str] = doc("roles of the recording to use (empty: all it has)", factory=list)
+
+
+@dataclass
+class Config:
+    bed: BedConfig = field(default_factory=BedConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    #: sections other modules register (alarms, serial, audio, models) live here too
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: section name -> dataclass, for sections defined in other modules (``register_section``)
+_EXTRA_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Let a module add a validated ``[name]`` section (e.g. alarms, serial, audio)."""
+    _EXTRA_SECTIONS[name] = cls
+
+
+def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check (and gently coerce ints to floats) a TOML value against a field type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _type_ok(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is str:
+        return isinstance(value, str), value
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            return False, value
+        out = []
+        for item in value:
+            ok, v = _type_ok(item, arg)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    if origin is dict:
+        _, varg = typing.get_args(tp)
+        if not isinstance(value, dict):
+            return False, value
+        res = {}
+        for k, item in value.items():
+            ok, v = _type_ok(item, varg)
+            if not ok:
+                return False, value
+            res[k] = v
+        return True, res
+    return True, value
+
+
+def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
+    """Validate ``data`` into dataclass ``cls``; errors name ``source``, the key and the fix."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: unknown key '{where}.{key}'", f"valid keys in [{where}] are: {known}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{where}.{key}' must be a table", f"write it as [{where}.{key}]")
+            kwargs[key] = build_section(tp, value, f"{where}.{key}", source)
+            continue
+        ok, v = _type_ok(value, tp)
+        if not ok:
+            tname = getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+            raise ConfigError(
+                f"{source}: '{where}.{key}' = {value!r} is not a valid {tname}",
+                fields[key].metadata.get("help", "see docs/configuration.md"),
+            )
+        kwargs[key] = v
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: [{where}]: {e}", "see docs/configuration.md") from None
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        problem = check()
+        if problem:
+            key, msg = problem
+            raise ConfigError(f"{source}: '{where}.{key}': {msg}", "see docs/configuration.md")
+    return obj
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    cfg = Config()
+    core = {"bed": BedConfig, "mqtt": MqttConfig, "recording": RecordingConfig, "replay": ReplayConfig}
+    for name, value in data.items():
+        cls = core.get(name) or _EXTRA_SECTIONS.get(name)
+        if cls is None:
+            known = ", ".join(sorted([*core, *_EXTRA_SECTIONS]))
+            raise ConfigError(f"{source}: unknown section [{name}]", f"valid sections are: {known}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{name}' must be a table", f"write it as [{name}]")
+        section = build_section(cls, value, name, source)
+        if name in core:
+            setattr(cfg, name, section)
+        else:
+            cfg.extra[name] = section
+    for name, cls in _EXTRA_SECTIONS.items():
+        cfg.extra.setdefault(name, cls())
+    return cfg
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML config; ``None`` gives the defaults."""
+    _register_builtin_sections()
+    if path is None:
+        return parse_config({})
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file", "check the path given to --config") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror})", "check the file's permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})", "fix the syntax at the position shown") from None
+    return parse_config(data, str(p))
+
+
+def _register_builtin_sections() -> None:
+    """Import the modules that own optional sections so that they register themselves."""
+    import importlib
+
+    for module in ("device.alarms", "device.sources.serial", "device.sources.audio", "device.inference"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every key with its type, default and description (for docs and --help)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            lines.append(f"[{prefix}{f.name}]")
+            lines.extend(describe(tp, f"{prefix}{f.name}."))
+        elif "help" in f.metadata:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            )
+            lines.append(f"  {f.name} = {default!r}: {f.metadata['help']}")
+    return lines

@@ -1,0 +1,176 @@
+"""The streaming core: samples in, one vitals record per second of signal time out.
+
+Plain synchronous code with no threads, sockets or wall-clock reads. Live sources, replays
+and ``bedside process`` all drive it the same way::
+
+    core = Pipeline({"ppg": 125.0, "resp": 125.0})
+    core.feed("ppg", chunk_ppg); core.feed("resp", chunk_resp)
+    for vitals in core.drain(): ...
+
+Second ``k`` is computed once every role in use has delivered its samples up to ``k`` s, so
+the output depends only on the samples, never on how they were chunked. A source that stops
+delivering is fed NaN (a gap) by its shell, which keeps the clock going.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from device.dsp import INTERNAL_FS_HZ, HoldGaps, Resampler
+from device.estimators.base import Estimate, Estimator
+from device.estimators.dsp import BeatIntervalHR, BreathIntervalRR
+from device.messages import Vitals
+
+#: Preference order of sources for each quantity: ECG is the reference for heart rate
+#: (a PPG pulse rate lags and misses beats in arrhythmia); thoracic impedance is the
+#: reference for breathing.
+HR_PREFERENCE = ("ecg", "ppg", "audio")
+RR_PREFERENCE = ("resp", "ppg", "audio")
+
+
+class RoleStream:
+    """One role's input: gap handling and resampling to the estimators' rate."""
+
+    def __init__(self, role: str, fs_in: float, fs_out: float) -> None:
+        self.role, self.fs_in, self.fs_out = role, fs_in, fs_out
+        self._hold = HoldGaps()
+        self._resample = Resampler(fs_in, fs_out)
+        self._resample_gap = Resampler(fs_in, fs_out)
+        self.received = 0  # input samples taken so far
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.received += len(x)
+        held, bad = self._hold(x)
+        y = self._resample(held)
+        if bad.any() or not self._resample_gap.identity:
+            gap = self._resample_gap(bad.astype(np.float64))
+            y = np.where(gap > 0.01, np.nan, y)
+        return y
+
+
+def default_estimators(roles: Iterable[str]) -> list[Estimator]:
+    """The signal-processing estimators for the roles available."""
+    out: list[Estimator] = []
+    roles = set(roles)
+    for role in ("ecg", "ppg"):
+        if role in roles:
+            out.append(BeatIntervalHR(role))
+    if "resp" in roles:
+        out.append(BreathIntervalRR("resp"))
+    return out
+
+
+class Pipeline:
+    """Feeds each role's samples to its estimators and assembles vitals once per second."""
+
+    def __init__(self, fs_hz: dict[str, float], estimators: Sequence[Estimator] | None = None) -> None:
+        if not fs_hz:
+            raise ValueError("a pipeline needs at least one role")
+        self.fs_hz = dict(fs_hz)
+        self.estimators = list(estimators) if estimators is not None else default_estimators(fs_hz)
+        self._by_role: dict[str, list[Estimator]] = {r: [] for r in fs_hz}
+        self._streams: dict[tuple[str, float], RoleStream] = {}
+        for est in self.estimators:
+            if est.role not in self.fs_hz:
+                raise ValueError(f"estimator {est.name} needs role {est.role!r}, which is not an input")
+            self._by_role[est.role].append(est)
+            key = (est.role, est.fs_hz)
+            if key not in self._streams:
+                self._streams[key] = RoleStream(est.role, self.fs_hz[est.role], est.fs_hz)
+        self._pending: dict[str, list[np.ndarray]] = {r: [] for r in fs_hz}
+        self._n_pending: dict[str, int] = dict.fromkeys(fs_hz, 0)
+        self._consumed: dict[str, int] = dict.fromkeys(fs_hz, 0)
+        self.second = 0  # last second emitted
+        self.last: dict[str, Estimate] = {}
+
+    # -- input ---------------------------------------------------------------------------
+    def feed(self, role: str, x: np.ndarray | Sequence[float]) -> None:
+        """Queue samples of one role (any chunk size; NaN marks a gap)."""
+        if role not in self._pending:
+            return  # a role not in use (``--use``) is hidden from the core
+        arr = np.asarray(x, dtype=np.float64).reshape(-1)
+        if arr.size:
+            self._pending[role].append(arr)
+            self._n_pending[role] += arr.size
+
+    def feed_gap(self, role: str, n_samples: int) -> None:
+        """Mark ``n_samples`` as missing (the source delivered nothing): keeps the clock going."""
+        self.feed(role, np.full(int(n_samples), np.nan))
+
+    def _take(self, role: str, n: int) -> np.ndarray:
+        chunks = self._pending[role]
+        buf = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
+        head, tail = buf[:n], buf[n:]
+        self._pending[role] = [tail] if tail.size else []
+        self._n_pending[role] -= n
+        self._consumed[role] += n
+        return head
+
+    # -- output --------------------------------------------------------------------------
+    def _boundary(self, role: str, second: int) -> int:
+        """Input samples of ``role`` that lie before ``second`` seconds."""
+        return int(math.ceil(second * self.fs_hz[role] - 1e-9))
+
+    def ready(self) -> bool:
+        k = self.second + 1
+        return all(self._consumed[r] + self._n_pending[r] >= self._boundary(r, k) for r in self.fs_hz)
+
+    def drain(self) -> list[Vitals]:
+        """Every vitals record whose second is now complete on all roles."""
+        out = []
+        while self.ready():
+            k = self.second + 1
+            for role in self.fs_hz:
+                x = self._take(role, self._boundary(role, k) - self._consumed[role])
+                for (r, fs), stream in self._streams.items():
+                    if r != role:
+                        continue
+                    y = stream(x)
+                    for est in self._by_role[role]:
+                        if est.fs_hz == fs:
+                            est.push(y)
+            self.second = k
+            out.append(self._vitals(float(k)))
+        return out
+
+    def _vitals(self, t_s: float) -> Vitals:
+        estimates = [est.estimate(t_s) for est in self.estimators]
+        self.last = {f"{e.quantity}_{e.role}": e for e in estimates}
+        sqi = {f"{e.quantity}_{e.role}": e.quality for e in estimates}
+        hr = _choose(estimates, "hr", HR_PREFERENCE)
+        rr = _choose(estimates, "rr", RR_PREFERENCE)
+        return Vitals(
+            t_s=t_s,
+            hr_bpm=hr.value if hr else None,
+            rr_bpm=rr.value if rr else None,
+            hr_source=hr.role if hr else None,
+            rr_source=rr.role if rr else None,
+            hr_model=hr.estimator if hr else None,
+            rr_model=rr.estimator if rr else None,
+            sqi=sqi,
+        )
+
+
+def _choose(estimates: list[Estimate], quantity: str, preference: Sequence[str]) -> Estimate | None:
+    valid = [e for e in estimates if e.quantity == quantity and e.value is not None]
+    if not valid:
+        return None
+    rank = {r: i for i, r in enumerate(preference)}
+    return min(valid, key=lambda e: (rank.get(e.role, len(rank)), -e.quality))
+
+
+def run_recording(
+    signals: dict[str, np.ndarray], fs_hz: float, chunk: int = 1000, estimators: Sequence[Estimator] | None = None
+) -> list[Vitals]:
+    """Drive a pipeline over whole signals in chunks of ``chunk`` samples (offline use)."""
+    core = Pipeline(dict.fromkeys(signals, fs_hz), estimators)
+    n = max(len(x) for x in signals.values())
+    out: list[Vitals] = []
+    for a in range(0, n, chunk):
+        for role, x in signals.items():
+            core.feed(role, x[a : a + chunk])
+        out.extend(core.drain())
+    return out

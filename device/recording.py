@@ -1,0 +1,312 @@
+"""Recordings: named channels at one sample rate, read from BIDMC-format CSV or WAV.
+
+A recording is what a replay plays into the pipeline and what ``bedside process`` reads.
+Channels carry *roles* that tell the pipeline what a channel measures:
+
+- ``ecg``:   electrocardiogram (any lead; BIDMC's lead II)
+- ``ppg``:   photoplethysmogram (pulse oximeter pleth, monitor polarity: systole up)
+- ``resp``:  thoracic impedance respiration
+- ``audio``: breathing or heart sounds from a microphone or electronic stethoscope
+
+BIDMC column names map to roles by default; other mappings come from config
+(``[recording.roles]``) or ``role_map=``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import wave
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import UserError
+
+ROLES = ("ecg", "ppg", "resp", "audio")
+VITAL_ROLES = ("ecg", "ppg", "resp")
+
+#: BIDMC ``_Signals.csv`` column -> role. Lead II is the ECG the monitor's HR comes from.
+BIDMC_ROLE_MAP: dict[str, str] = {"II": "ecg", "PLETH": "ppg", "RESP": "resp"}
+
+TIME_COLUMN = "Time [s]"
+
+#: Vital-sign channels are resampled to the pipeline's internal rates; these bounds are
+#: the rates the front ends of real bedside boards use (HealthyPi 125 Hz .. 1 kHz ECG).
+MIN_VITAL_FS_HZ = 50.0
+MAX_VITAL_FS_HZ = 1000.0
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Named channels sampled together at ``fs_hz``; ``roles`` maps role -> channel name."""
+
+    path: str
+    fs_hz: float
+    channels: Mapping[str, np.ndarray]
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return len(next(iter(self.channels.values()))) if self.channels else 0
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs_hz
+
+    def role(self, role: str) -> np.ndarray:
+        return self.channels[self.roles[role]]
+
+    def role_signals(self) -> dict[str, np.ndarray]:
+        """Role -> samples, for every role this recording has."""
+        return {r: self.channels[c] for r, c in self.roles.items()}
+
+    def restricted(self, roles: list[str] | tuple[str, ...]) -> Recording:
+        """The same recording with every role not in ``roles`` hidden (``--use``)."""
+        missing = [r for r in roles if r not in self.roles]
+        if missing:
+            have = ", ".join(sorted(self.roles)) or "none"
+            raise UserError(
+                f"{self.path}: --use asks for role(s) {', '.join(missing)} the recording lacks "
+                f"(it has: {have})",
+                "choose from the roles it has, or map its columns to roles in the config "
+                "[recording.roles] table",
+            )
+        keep = {r: self.roles[r] for r in roles}
+        return Recording(self.path, self.fs_hz, {c: self.channels[c] for c in keep.values()}, keep)
+
+    def excerpt(self, start_s: float, stop_s: float) -> Recording:
+        a, b = int(round(start_s * self.fs_hz)), int(round(stop_s * self.fs_hz))
+        return Recording(
+            self.path, self.fs_hz, {k: v[a:b] for k, v in self.channels.items()}, dict(self.roles)
+        )
+
+
+def _open_text(path: Path) -> str:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+                return f.read()
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file", "check the path") from None
+    except (EOFError, gzip.BadGzipFile, OSError) as e:
+        raise UserError(
+            f"{path}: cannot read ({e.__class__.__name__}: {e})",
+            "the file is truncated or not gzip/CSV; copy it again from its source",
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text CSV file", "give a CSV, CSV.gz or WAV file") from None
+
+
+def read_csv(
+    path: str | Path,
+    fs_hz: float | None = None,
+    role_map: Mapping[str, str] | None = None,
+) -> Recording:
+    """Read a BIDMC-style CSV (plain or gzip): a header row of names, then numbers.
+
+    Columns are selected by name (leading/trailing spaces stripped; column order differs
+    between BIDMC records). ``Time [s]`` is optional when ``fs_hz`` is given; when present the
+    sample rate is taken from it and checked against ``fs_hz``.
+    """
+    p = Path(path)
+    text = _open_text(p)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
+    names = [n.strip().strip('"') for n in lines[0].split(",")]
+    if len(lines) < 3:
+        raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
+    width = len(names)
+    rows: list[list[str]] = []
+    for i, ln in enumerate(lines[1:], start=2):
+        parts = ln.split(",")
+        if len(parts) != width:
+            raise UserError(
+                f"{p}: line {i} has {len(parts)} fields, the header has {width}",
+                "the file is truncated or corrupt; copy it again from its source",
+            )
+        rows.append([s.strip() or "nan" for s in parts])
+    try:
+        table = np.array(rows, dtype=np.float64)
+    except ValueError as e:
+        raise UserError(f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header") from None
+
+    cols = {n: table[:, j] for j, n in enumerate(names)}
+    if TIME_COLUMN in cols:
+        t = cols.pop(TIME_COLUMN)
+        tf = t[np.isfinite(t)]
+        # PhysioNet prints times with limited precision (100.01, 100.01, 100.02...), so the
+        # rate comes from the whole span, and the column need only be non-decreasing.
+        if len(tf) < 2 or tf[-1] <= tf[0] or np.any(np.diff(tf) < 0):
+            raise UserError(f"{p}: '{TIME_COLUMN}' is not increasing", "fix the time column or drop it and give --fs")
+        fs_file = (len(tf) - 1) / float(tf[-1] - tf[0])
+        if fs_hz is not None and abs(fs_file - fs_hz) > 0.01 * fs_hz:
+            raise UserError(
+                f"{p}: '{TIME_COLUMN}' says {fs_file:.3f} Hz but {fs_hz:g} Hz was given",
+                "drop the fs setting or correct it",
+            )
+        fs = fs_hz if fs_hz is not None else round(fs_file, 6)
+    elif fs_hz is None:
+        raise UserError(
+            f"{p}: no '{TIME_COLUMN}' column and no sample rate given",
+            "give the rate with --fs HZ or [recording] fs_hz in the config",
+        )
+    else:
+        fs = float(fs_hz)
+
+    mapping = dict(BIDMC_ROLE_MAP if role_map is None else role_map)
+    roles: dict[str, str] = {}
+    for col, role in mapping.items():
+        if role not in ROLES:
+            raise UserError(f"{p}: unknown role '{role}' for column '{col}'", f"use one of {', '.join(ROLES)}")
+        if col in cols:
+            roles[role] = col
+    if role_map is not None:
+        absent = [c for c in mapping if c not in cols]
+        if absent:
+            raise UserError(
+                f"{p}: column(s) {', '.join(absent)} named in the role map are not in the file "
+                f"(it has: {', '.join(names)})",
+                "correct [recording.roles] to name columns the file has",
+            )
+    if not roles:
+        raise UserError(
+            f"{p}: no column maps to a role (columns: {', '.join(names)})",
+            "map columns to roles in the config, e.g. [recording.roles] PLETH = \"ppg\"",
+        )
+    return _checked(Recording(str(p), fs, cols, roles))
+
+
+def read_wav(path: str | Path, role: str = "audio") -> Recording:
+    """Read a PCM WAV file (8/16/24/32-bit integer) as one ``audio`` channel per WAV channel.
+
+    Samples are scaled to [-1, 1). Multichannel files give ``ch0``, ``ch1``...; the first is
+    the one the role points at.
+    """
+    p = Path(path)
+    try:
+        with wave.open(str(p), "rb") as w:
+            n_ch, width, fs, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            raw = w.readframes(n)
+    except FileNotFoundError:
+        raise UserError(f"{p}: no such file", "check the path") from None
+    except (wave.Error, EOFError) as e:
+        # Float WAVs are not PCM for the stdlib reader; scipy reads them.
+        try:
+            from scipy.io import wavfile
+
+            fs, data = wavfile.read(str(p))
+        except Exception:
+            raise UserError(f"{p}: not a readable WAV file ({e})", "convert it to PCM WAV, e.g. with sox") from None
+        x = np.asarray(data, dtype=np.float64)
+        x = x.reshape(len(x), -1)
+        chans = {f"ch{i}": x[:, i] for i in range(x.shape[1])}
+        return _checked(Recording(str(p), float(fs), chans, {role: "ch0"}))
+    if n == 0 or len(raw) < n * n_ch * width:
+        raise UserError(f"{p}: WAV holds fewer frames than its header says (truncated)", "copy the file again")
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        v = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16))
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float64) / float(1 << 23)
+    else:
+        dt = {2: "<i2", 4: "<i4"}[width]
+        x = np.frombuffer(raw, dt).astype(np.float64) / float(1 << (8 * width - 1))
+    x = x.reshape(-1, n_ch)
+    chans = {f"ch{i}": x[:, i].copy() for i in range(n_ch)}
+    return _checked(Recording(str(p), float(fs), chans, {role: "ch0"}))
+
+
+def _checked(rec: Recording) -> Recording:
+    vital = [r for r in rec.roles if r in VITAL_ROLES]
+    if vital and not (MIN_VITAL_FS_HZ <= rec.fs_hz <= MAX_VITAL_FS_HZ):
+        raise UserError(
+            f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside {MIN_VITAL_FS_HZ:g}-{MAX_VITAL_FS_HZ:g} Hz "
+            f"for vital-sign channels",
+            "check the rate (Time column, --fs or fs_hz in the config)",
+        )
+    for role, col in rec.roles.items():
+        x = rec.channels[col]
+        if not np.any(np.isfinite(x)):
+            raise UserError(
+                f"{rec.path}: channel '{col}' ({role}) holds no numbers, only NaN",
+                f"drop it with --use, or map another column to '{role}'",
+            )
+    return rec
+
+
+def nan_runs(x: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of NaN samples: reported, then processed as gaps."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return []
+    edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b - a)) for a, b in zip(starts, stops, strict=True)]
+
+
+def read_recording(
+    path: str | Path,
+    fs_hz: float | None = None,
+    role_map: Mapping[str, str] | None = None,
+) -> Recording:
+    """Read any supported recording by its extension (.csv, .csv.gz, .wav)."""
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".wav"):
+        return read_wav(p)
+    if name.endswith((".csv", ".csv.gz", ".txt")):
+        return read_csv(p, fs_hz=fs_hz, role_map=role_map)
+    raise UserError(f"{p}: unknown recording format", "give a .csv, .csv.gz (BIDMC format) or .wav file")
+
+
+def describe_gaps(rec: Recording) -> list[str]:
+    """One line per channel with NaN runs, for the user to see what becomes a gap."""
+    out = []
+    for role, col in rec.roles.items():
+        runs = nan_runs(rec.channels[col])
+        if runs:
+            total = sum(n for _, n in runs)
+            longest = max(n for _, n in runs)
+            out.append(
+                f"{rec.path}: {role} ('{col}') has {len(runs)} NaN run(s), {total / rec.fs_hz:.1f} s in all "
+                f"(longest {longest / rec.fs_hz:.1f} s); processed as signal gaps (null vitals while gapped)"
+            )
+    return out
+
+
+def write_wav_int16(path: str | Path, x: np.ndarray, fs_hz: int) -> None:
+    """Write mono 16-bit PCM (used by replays and test fixtures)."""
+    y = np.clip(np.round(np.asarray(x) * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(fs_hz))
+        w.writeframes(y.tobytes())
+
+
+def write_csv(path: str | Path, rec: Recording, names: list[str] | None = None, with_time: bool = True) -> None:
+    """Write a recording in BIDMC CSV layout (gzip when the name ends in .gz)."""
+    cols = names or list(rec.channels)
+    buf = io.StringIO()
+    header = ([TIME_COLUMN] if with_time else []) + cols
+    buf.write(", ".join(header) + "\n")
+    data = np.column_stack([rec.channels[c] for c in cols])
+    for i, row in enumerate(data):
+        vals = [f"{v:.6g}" if math.isfinite(v) else "nan" for v in row]
+        if with_time:
+            vals.insert(0, f"{i / rec.fs_hz:.6g}")
+        buf.write(",".join(vals) + "\n")
+    p = Path(path)
+    if p.suffix == ".gz":
+        with gzip.open(p, "wt", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+    else:
+        p.write_text(buf.getvalue(), encoding="utf-8")

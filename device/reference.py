@@ -1,0 +1,83 @@
+"""Reference vitals for BIDMC records: what estimates are scored against.
+
+- HR: the bedside monitor's ECG-derived heart rate, ``HR`` in ``_Numerics.csv`` (1 Hz).
+- RR: from the two annotators' breath marks in ``_Breaths.csv``: at each second, each
+  annotator's rate over the 32 s ending then is (breaths - 1) x 60 / (last - first breath
+  time); the reference is the mean of the two (or the one annotator who has >= 3 breaths
+  there).
+
+Breath marks are sample numbers; they are 1-based (MATLAB heritage): checked against the
+RESP waveform, the marks sit one sample after the local extrema when read 0-based. The
+offset of 8 ms does not change any rate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.recording import _open_text
+
+RR_REFERENCE_WINDOW_S = 32.0
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Per-second reference values: ``hr_bpm[k]`` and ``rr_bpm[k]`` belong to t = k s (NaN = none)."""
+
+    record: str
+    hr_bpm: np.ndarray
+    rr_bpm: np.ndarray
+    breaths_s: tuple[np.ndarray, ...]
+
+
+def bidmc_paths(signals_path: str | Path) -> tuple[Path, Path]:
+    p = Path(signals_path)
+    stem = re.sub(r"_Signals\.csv(\.gz)?$", "", p.name)
+    suffix = ".csv.gz" if p.name.endswith(".gz") else ".csv"
+    return p.with_name(f"{stem}_Numerics{suffix}"), p.with_name(f"{stem}_Breaths{suffix}")
+
+
+def _table(path: Path) -> tuple[list[str], np.ndarray]:
+    lines = [ln for ln in _open_text(path).splitlines() if ln.strip()]
+    names = [n.strip() for n in lines[0].split(",")]
+    rows = [[s.strip() or "nan" for s in ln.split(",")] for ln in lines[1:]]
+    rows = [r + ["nan"] * (len(names) - len(r)) for r in rows]
+    return names, np.array(rows, dtype=np.float64)
+
+
+def rate_over_window(events_s: np.ndarray, t_s: float, window_s: float) -> float:
+    """(n - 1) x 60 / span of the events in (t - window, t]; NaN with fewer than 3 events."""
+    e = events_s[(events_s > t_s - window_s) & (events_s <= t_s)]
+    if len(e) < 3 or e[-1] <= e[0]:
+        return float("nan")
+    return 60.0 * (len(e) - 1) / float(e[-1] - e[0])
+
+
+def load_bidmc_reference(signals_path: str | Path, fs_hz: float = 125.0, duration_s: float | None = None) -> Reference:
+    numerics, breaths = bidmc_paths(signals_path)
+    names, num = _table(numerics)
+    t = num[:, names.index("Time [s]")]
+    hr_col = num[:, names.index("HR")]
+    n = int(duration_s) + 1 if duration_s is not None else int(np.nanmax(t)) + 1
+    hr = np.full(n, np.nan)
+    idx = t.astype(int)
+    keep = (idx >= 0) & (idx < n)
+    hr[idx[keep]] = hr_col[keep]
+
+    bnames, b = _table(breaths)
+    anns = []
+    for j in range(len(bnames)):
+        col = b[:, j]
+        col = col[np.isfinite(col)]
+        anns.append(np.sort((col - 1.0) / fs_hz))  # 1-based sample numbers -> seconds
+    rr = np.full(n, np.nan)
+    for k in range(n):
+        rates = [rate_over_window(a, float(k), RR_REFERENCE_WINDOW_S) for a in anns]
+        rates = [r for r in rates if np.isfinite(r)]
+        if rates:
+            rr[k] = float(np.mean(rates))
+    return Reference(Path(signals_path).name.split("_Signals")[0], hr, rr, tuple(anns))
