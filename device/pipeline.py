@@ -21,7 +21,6 @@ import numpy as np
 
 from device.dsp import INTERNAL_FS_HZ, HoldGaps, Resampler
 from device.estimators.base import Estimate, Estimator
-from device.estimators.dsp import BeatIntervalHR, BreathIntervalRR
 from device.messages import Vitals
 
 #: Preference order of sources for each quantity: ECG is the reference for heart rate
@@ -52,15 +51,10 @@ class RoleStream:
 
 
 def default_estimators(roles: Iterable[str]) -> list[Estimator]:
-    """The signal-processing estimators for the roles available."""
-    out: list[Estimator] = []
-    roles = set(roles)
-    for role in ("ecg", "ppg"):
-        if role in roles:
-            out.append(BeatIntervalHR(role))
-    if "resp" in roles:
-        out.append(BreathIntervalRR("resp"))
-    return out
+    """The estimators the core runs by default for these roles (see ``estimators.registry``)."""
+    from device.estimators.registry import select_estimators
+
+    return select_estimators(roles)
 
 
 class Pipeline:
