@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+import typing
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -40,6 +41,7 @@ def _r(x: float | None, nd: int = 1) -> float | None:
 class Vitals:
     """The vitals for one second of signal time."""
 
+    kind: typing.ClassVar[str] = "vitals"  # MQTT topic leaf: <prefix>/<bed>/vitals
     t_s: float
     hr_bpm: float | None
     rr_bpm: float | None
