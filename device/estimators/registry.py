@@ -21,6 +21,11 @@ def dsp_estimators(roles: Iterable[str]) -> list[Estimator]:
             out.append(BeatIntervalHR(role))
     if "resp" in roles:
         out.append(BreathIntervalRR("resp"))
+    if "audio" in roles:
+        # breathing sounds (microphone / electronic stethoscope): see device/estimators/audio.py
+        from device.estimators.audio import BreathSoundRR
+
+        out.append(BreathSoundRR("audio"))
     return out
 
 
