@@ -79,6 +79,10 @@ class Pipeline:
         self._consumed: dict[str, int] = dict.fromkeys(fs_hz, 0)
         self.second = 0  # last second emitted
         self.last: dict[str, Estimate] = {}
+        #: each role's raw input samples of the last completed second (for technical checks)
+        self.last_input: dict[str, np.ndarray] = {r: np.zeros(0) for r in fs_hz}
+        #: estimators whose estimate() raised in the last second: name/role -> error text
+        self.errors: dict[str, str] = {}
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, role: str, x: np.ndarray | Sequence[float]) -> None:
@@ -119,6 +123,7 @@ class Pipeline:
             k = self.second + 1
             for role in self.fs_hz:
                 x = self._take(role, self._boundary(role, k) - self._consumed[role])
+                self.last_input[role] = x
                 for (r, fs), stream in self._streams.items():
                     if r != role:
                         continue
@@ -131,7 +136,14 @@ class Pipeline:
         return out
 
     def _vitals(self, t_s: float) -> Vitals:
-        estimates = [est.estimate(t_s) for est in self.estimators]
+        estimates = []
+        self.errors = {}
+        for est in self.estimators:
+            try:
+                estimates.append(est.estimate(t_s))
+            except Exception as e:  # a failing model must not stop the monitor: it is alarmed
+                self.errors[f"{est.quantity}_{est.role}"] = f"{est.name}: {e.__class__.__name__}: {e}"
+                estimates.append(Estimate(None, 0.0, est.name, est.role, est.quantity))
         self.last = {f"{e.quantity}_{e.role}": e for e in estimates}
         sqi = {f"{e.quantity}_{e.role}": e.quality for e in estimates}
         hr = _choose(estimates, "hr", HR_PREFERENCE)
