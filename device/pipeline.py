@@ -120,20 +120,27 @@ class Pipeline:
         """Every vitals record whose second is now complete on all roles."""
         out = []
         while self.ready():
-            k = self.second + 1
-            for role in self.fs_hz:
-                x = self._take(role, self._boundary(role, k) - self._consumed[role])
-                self.last_input[role] = x
-                for (r, fs), stream in self._streams.items():
-                    if r != role:
-                        continue
-                    y = stream(x)
-                    for est in self._by_role[role]:
-                        if est.fs_hz == fs:
-                            est.push(y)
-            self.second = k
-            out.append(self._vitals(float(k)))
+            out.append(self.advance())
         return out
+
+    def advance(self) -> Vitals:
+        """Process exactly the next second (call only when ``ready()``) and return its vitals.
+
+        ``last``, ``last_input`` and ``errors`` then describe this second.
+        """
+        k = self.second + 1
+        for role in self.fs_hz:
+            x = self._take(role, self._boundary(role, k) - self._consumed[role])
+            self.last_input[role] = x
+            for (r, fs), stream in self._streams.items():
+                if r != role:
+                    continue
+                y = stream(x)
+                for est in self._by_role[role]:
+                    if est.fs_hz == fs:
+                        est.push(y)
+        self.second = k
+        return self._vitals(float(k))
 
     def _vitals(self, t_s: float) -> Vitals:
         estimates = []
