@@ -38,8 +38,12 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", type=Path, default=HERE.parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
+    )
     a = ap.parse_args()
     stem = f"{RECORD}_excerpt"
     rec = read_csv(a.data / f"{RECORD}_Signals.csv.gz").excerpt(START_S, START_S + LENGTH_S)

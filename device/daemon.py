@@ -1,0 +1,267 @@
+"""The daemon: the imperative shell around the monitor.
+
+Threads and who owns what::
+
+    source threads --Frame--> FrameQueue --> main loop (owns the Monitor) --> Publisher
+                                                ^                              (paho thread)
+                                                +---- commands (cmd/ack) <---------+
+
+- One thread per source puts frames on one bounded queue that counts what it drops.
+- The main loop is the only user of the Monitor: it feeds samples and gaps, steps the core once
+  per frame, publishes each message on the topic its ``kind`` names, and applies commands that
+  arrive from MQTT on their own queue (an acknowledge never travels back through estimators).
+- For live sources the main loop also feeds *gaps* when a source has delivered nothing for a
+  while, so the signal clock keeps going with the wall clock and the core raises
+  ``signal_lost``; a replay is never gapped (its clock is the recording's), nor is a source
+  that reports its own lost samples (``reports_gaps = True``, or once it has sent a frame with
+  ``n_lost``), so no stretch of time is counted twice.
+- One stop event (set by SIGTERM or SIGINT in ``bedside run``): sources are joined in reverse
+  start order, what they delivered is processed and published, then the retained ``offline``
+  status is published and the connection closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from device.config import Config
+from device.messages import SCHEMA_VERSION, iso_utc
+from device.monitor import Monitor
+from device.publisher import Publisher
+from device.sources.base import Frame, FrameQueue, Source
+
+log = logging.getLogger("bedside.daemon")
+
+#: a live source silent for this long is treated as delivering gaps: well inside the 2 s after
+#: which the alarm engine must raise signal_lost, and longer than the 0.1-0.2 s a USB serial
+#: adapter or an audio driver may hold data back in normal operation
+SILENCE_GAP_S = 0.5
+#: the retained status is republished this often (and whenever the alarms change) so that a
+#: nurses' station sees the counters move and knows the status is current
+STATUS_PERIOD_S = 10.0
+#: how long the main loop waits for a frame before looking at commands and silence again
+POLL_S = 0.1
+
+
+class _SourceClock:
+    """Wall-clock bookkeeping of one live source, for feeding gaps while it is silent."""
+
+    def __init__(self, source: Source, now: float) -> None:
+        self.roles = dict(source.roles)
+        self.last_frame = now  # monotonic time of the last frame
+        self.gapped_until = now  # wall time up to which gaps have been fed
+        self.debt: dict[str, float] = dict.fromkeys(self.roles, 0.0)  # fractional samples owed
+        self.gap_samples: dict[str, int] = dict.fromkeys(self.roles, 0)
+
+
+class Daemon:
+    """Runs ``sources`` through a Monitor and publishes what it says, until stopped or done."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        sources: list[Source],
+        publisher: Publisher,
+        stop: threading.Event | None = None,
+        bed: str | None = None,
+        status_period_s: float = STATUS_PERIOD_S,
+    ) -> None:
+        if not sources:
+            raise ValueError("the daemon needs at least one source")
+        self.cfg = cfg
+        self.sources = sources
+        self.publisher = publisher
+        self.stop = stop or threading.Event()
+        self.bed = bed or cfg.bed.id
+        self.status_period_s = status_period_s
+        #: a replay's clock is its recording's; every other source is live and wall-clocked
+        self.live = any(getattr(s, "live", True) for s in sources)
+        self.queue = FrameQueue()
+        fs: dict[str, float] = {}
+        for s in sources:
+            fs.update(s.roles)
+        self.started_wall = time.time()
+        self.monitor = Monitor.for_inputs(
+            fs, cfg, bed=self.bed, epoch_s=self.started_wall if self.live else 0.0
+        )
+        self.counters = {
+            "frames": 0,
+            "vitals": 0,
+            "alarm_events": 0,
+            "commands_applied": 0,
+            "commands_rejected": 0,
+        }
+        self._clocks: dict[str, _SourceClock] = {}
+        self._last_status = 0.0
+
+    # -- the main loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until the stop event is set or every (finite) source has finished; exit code 0."""
+        self.publisher.set_status(self._status())
+        self.publisher.start()
+        started: list[Source] = []
+        try:
+            now = time.monotonic()
+            for s in self.sources:
+                if getattr(s, "live", True) and not getattr(s, "reports_gaps", False):
+                    self._clocks[s.name] = _SourceClock(s, now)
+                s.start(self.queue, self.stop)
+                started.append(s)
+                log.info(
+                    "source %s started: %s",
+                    s.name,
+                    ", ".join(f"{r} at {fs:g} Hz" for r, fs in s.roles.items()),
+                )
+            self._last_status = time.monotonic()
+            while not self.stop.is_set():
+                frame = self.queue.get(timeout=POLL_S)
+                if frame is not None:
+                    self._take(frame)
+                self._apply_commands()
+                if self._clocks:
+                    self._feed_silence(time.monotonic())
+                self._publish(self.monitor.step())
+                self.publisher.poll()
+                if time.monotonic() - self._last_status >= self.status_period_s:
+                    self._send_status()
+                if (
+                    frame is None
+                    and self.queue.qsize() == 0
+                    and all(s.finished for s in self.sources)
+                ):
+                    log.info("replay finished at t=%.0f s of signal", self.monitor.t_s)
+                    break
+        finally:
+            self.stop.set()
+            for s in reversed(started):
+                s.join(timeout=5.0)
+            # what the sources delivered before they stopped is still processed and published
+            while (frame := self.queue.get(timeout=0)) is not None:
+                self._take(frame)
+            self._publish(self.monitor.step())
+            self._apply_commands()
+            self.publisher.set_status(self._status())
+            self.publisher.stop()
+        return 0
+
+    # -- frames, gaps, messages ------------------------------------------------------------
+    def _take(self, frame: Frame) -> None:
+        self.counters["frames"] += 1
+        for role, x in frame.samples.items():
+            self.monitor.feed(role, x)
+        for role, n in frame.n_lost.items():
+            if n > 0:
+                self.monitor.feed_gap(role, n)
+        if frame.n_lost and frame.source in self._clocks:
+            log.debug("%s reports its own lost samples; the daemon stops gapping it", frame.source)
+            del self._clocks[frame.source]
+        clock = self._clocks.get(frame.source)
+        if clock is not None:
+            now = time.monotonic()
+            clock.last_frame = clock.gapped_until = now
+            clock.debt = dict.fromkeys(clock.debt, 0.0)
+
+    def _feed_silence(self, now: float) -> None:
+        for clock in self._clocks.values():
+            if now - clock.last_frame < SILENCE_GAP_S:
+                continue
+            dt = now - clock.gapped_until
+            clock.gapped_until = now
+            for role, fs in clock.roles.items():
+                owed = clock.debt[role] + dt * fs
+                n = int(owed)
+                clock.debt[role] = owed - n
+                if n > 0:
+                    self.monitor.feed_gap(role, n)
+                    clock.gap_samples[role] += n
+
+    def _publish(self, messages: list[Any]) -> None:
+        alarms_changed = False
+        for msg in messages:
+            if msg.kind == "vitals":
+                self.counters["vitals"] += 1
+                self.publisher.publish_vitals(msg.to_payload(self.bed, self._ts(msg)))
+            elif msg.kind == "alarm":
+                self.counters["alarm_events"] += 1
+                alarms_changed = True
+                rec = msg.to_record()
+                log.info(
+                    "alarm %s %s %s (%s) at t=%.0f s",
+                    rec.get("id"),
+                    rec.get("condition"),
+                    rec.get("state"),
+                    rec.get("priority"),
+                    rec.get("t_s", 0.0),
+                )
+                self.publisher.publish_alarm(msg.to_payload(self.bed, self._ts(msg)))
+            else:
+                log.error("the core emitted a message of unknown kind %r; not published", msg.kind)
+        if alarms_changed:
+            self._send_status()
+
+    def _ts(self, msg: Any) -> float:
+        """Wall-clock time of a message: for live sources the moment its signal time was
+        sampled; for a replay (whose signal clock is the recording's) the moment it is sent."""
+        if self.live:
+            return self.monitor.epoch_s + float(getattr(msg, "t_s", self.monitor.t_s))
+        return time.time()
+
+    # -- commands --------------------------------------------------------------------------
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                leaf, raw = self.publisher.commands.get_nowait()
+            except queue.Empty:
+                return
+            if leaf == "ack":
+                self._ack(raw)
+            else:
+                self.counters["commands_rejected"] += 1
+                log.warning("ignored unknown command topic cmd/%s (known: cmd/ack)", leaf)
+
+    def _ack(self, raw: bytes) -> None:
+        try:
+            body = json.loads(raw.decode("utf-8"))
+            alarm_id = body["id"]
+            if not isinstance(alarm_id, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            self.counters["commands_rejected"] += 1
+            log.warning('ignored cmd/ack %r: expected JSON {"id": "<alarm id>"}', raw[:200])
+            return
+        events = self.monitor.acknowledge(alarm_id)
+        if not events:
+            self.counters["commands_rejected"] += 1
+            log.warning(
+                "cmd/ack for alarm %r: no such active alarm (already cleared or acknowledged?)",
+                alarm_id,
+            )
+            return
+        self.counters["commands_applied"] += 1
+        log.info("alarm %s acknowledged", alarm_id)
+        self._publish(list(events))
+
+    # -- status ----------------------------------------------------------------------------
+    def _send_status(self) -> None:
+        self._last_status = time.monotonic()
+        self.publisher.set_status(self._status())
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "bed": self.bed,
+            "started": iso_utc(self.started_wall),
+            "mode": "live" if self.live else "replay",
+            "t_s": self.monitor.t_s,
+            "sources": {s.name: s.status() for s in self.sources},
+            "gap_samples": {name: dict(c.gap_samples) for name, c in self._clocks.items()},
+            "queue": {"dropped_frames": self.queue.dropped_frames, "depth": self.queue.qsize()},
+            "mqtt": self.publisher.status_counters(),
+            "counters": dict(self.counters),
+            "alarms": self.monitor.alarm_summary(),
+        }

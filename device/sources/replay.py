@@ -1,0 +1,132 @@
+"""Replay: a recording played as if it were a live sensor, in real time times a speed factor.
+
+Every role of the recording is delivered in lock-step frames of the same span of signal time,
+paced against ``time.monotonic`` so that the signal clock tracks the wall clock (times
+``speed``). At high speeds frames grow instead of the thread sleeping for less than a few
+milliseconds at a time, which the OS scheduler cannot honour anyway.
+
+Unlike a hardware reader a replay can wait: when the core falls behind (the queue fills up), it
+holds back instead of letting frames be dropped, so a replay delivers every sample exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from device.errors import UserError
+from device.recording import Recording
+from device.sources.base import Frame, FrameQueue
+
+#: signal time per frame at real-time speed: 0.1 s keeps latency well under the 1 s vitals
+#: period while keeping per-frame overhead small
+FRAME_S = 0.1
+#: shortest wall-clock interval between frames; below ~5 ms sleeps are dominated by scheduler
+#: jitter, so faster replays deliver longer frames instead
+MIN_FRAME_WALL_S = 0.005
+#: frames waiting in the queue beyond which the replay waits for the core to catch up
+BACKLOG_FRAMES = 50
+
+
+class ReplaySource:
+    """Plays ``rec`` at ``speed`` x real time; ``loop`` starts again at the end, forever."""
+
+    #: the signal clock is the recording's, not the wall clock: the daemon never feeds gaps
+    #: for a replay, and alarm ids are deterministic (epoch 0), as in ``bedside process``
+    live = False
+
+    def __init__(self, rec: Recording, speed: float = 1.0, loop: bool = False) -> None:
+        if not (speed > 0 and np.isfinite(speed)):
+            raise UserError(
+                f"replay speed {speed!r} is not a positive number",
+                "give --speed X with X > 0, e.g. 10",
+            )
+        if rec.n_samples == 0:
+            raise UserError(
+                f"{rec.path}: the recording holds no samples", "give a recording with data"
+            )
+        self.rec = rec
+        self.speed = float(speed)
+        self.loop = loop
+        self.name = f"replay:{rec.path}"
+        self.roles: dict[str, float] = dict.fromkeys(rec.roles, rec.fs_hz)
+        self._signals = rec.role_signals()
+        self._chunk = max(1, int(round(max(FRAME_S, MIN_FRAME_WALL_S * self.speed) * rec.fs_hz)))
+        self._thread: threading.Thread | None = None
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._frames = 0
+        self._samples = 0  # per role, since start (all roles advance together)
+        self._loops = 0
+        self._waits = 0  # times the replay held back because the core was behind
+
+    # -- Source protocol -------------------------------------------------------------------
+    def start(self, out: FrameQueue, stop: threading.Event) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(out, stop), name=self.name, daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            pos = (self._samples % self.rec.n_samples) / self.rec.fs_hz
+            return {
+                "type": "replay",
+                "path": self.rec.path,
+                "speed": self.speed,
+                "loop": self.loop,
+                "frames": self._frames,
+                "signal_s": round(self._samples / self.rec.fs_hz, 3),
+                "position_s": round(pos if not self.finished else self.rec.duration_s, 3),
+                "loops": self._loops,
+                "backlog_waits": self._waits,
+                "finished": self.finished,
+            }
+
+    # -- thread ----------------------------------------------------------------------------
+    def _run(self, out: FrameQueue, stop: threading.Event) -> None:
+        n, fs = self.rec.n_samples, self.rec.fs_hz
+        t0 = time.monotonic()
+        pos = 0  # position in the recording
+        delivered = 0  # samples per role since start, across loops: the signal clock
+        while not stop.is_set():
+            if pos >= n:
+                if not self.loop:
+                    break
+                pos = 0
+                with self._lock:
+                    self._loops += 1
+            while out.qsize() > BACKLOG_FRAMES and not stop.is_set():
+                with self._lock:
+                    self._waits += 1
+                stop.wait(MIN_FRAME_WALL_S)
+            b = min(n, pos + self._chunk)
+            # a frame is released once the wall clock has reached the signal time of its end
+            due = t0 + (delivered + (b - pos)) / fs / self.speed
+            delay = due - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                break
+            frame = Frame(
+                source=self.name,
+                samples={r: x[pos:b] for r, x in self._signals.items()},
+                wall_s=time.monotonic(),
+            )
+            out.put(frame)
+            with self._lock:
+                self._frames += 1
+                self._samples += b - pos
+            delivered += b - pos
+            pos = b
+        if pos >= n and not self.loop:
+            self._finished.set()
