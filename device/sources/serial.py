@@ -151,6 +151,9 @@ def parse_serial_arg(text: str) -> tuple[str, int | None]:
 class SerialSource:
     """A serial board read in its own thread; see the module docstring."""
 
+    live = True  # wall-clocked: the daemon's clock follows the board
+    reports_gaps = True  # it sends n_lost frames itself while the board is away
+
     def __init__(self, cfg: SerialConfig, name: str = "") -> None:
         problem = cfg.validate()
         if problem:
