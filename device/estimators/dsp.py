@@ -29,6 +29,19 @@ RR_MIN_BPM = 3.0
 FLAT_RELATIVE = 0.02
 
 
+def _moving_mean(x: np.ndarray, w: int, centred: bool = False) -> np.ndarray:
+    """Mean of the last ``w`` samples at each sample (fewer at the start); ``centred``
+    shifts it to the middle of its span (within a window already in the past)."""
+    c = np.cumsum(x)
+    out = np.empty_like(c)
+    out[:w] = c[:w] / np.arange(1, min(w, len(c)) + 1)
+    out[w:] = (c[w:] - c[:-w]) / w
+    if centred and w > 1:
+        h = w // 2
+        out = np.concatenate((out[h:], np.full(h, out[-1])))
+    return out
+
+
 class _Windowed:
     """Shared plumbing: gap-held, filtered samples and a gap mask in ring buffers."""
 
@@ -63,13 +76,53 @@ class _Windowed:
         return spread < FLAT_RELATIVE * self._scale
 
 
+#: Beats closer than 250 ms are one beat (a 240 bpm ceiling, above infants' ~200-220 bpm).
+_REFRACTORY_S = 0.25
+#: Pan-Tompkins moving-integration width: about one QRS duration.
+_ECG_INTEGRATION_S = 0.15
+#: A candidate counts as a beat when it is at least this fraction of the typical beat size
+#: (ECG: QRS energy; PPG: systolic height).
+_THRESHOLD = {"ecg": 0.3, "ppg": 0.0}
+#: PPG: a systolic peak must rise this fraction of the window's pulse height (5th-95th
+#: percentile range) above its surroundings.
+_PPG_PROMINENCE = 0.35
+#: A beat is committed once this much signal follows it (its peak and the refractory period
+#: after it are complete, so later samples cannot change the decision).
+_CONFIRM_S = 0.35
+#: T-wave test: an ECG lobe within 360 ms of a beat and under 30 % of its energy (the
+#: squared slope) is its T wave; a real beat that early (> 166 bpm) is as steep as the last.
+_T_WAVE_S = 0.36
+_T_WAVE_RATIO = 0.3
+#: Beat shape window (s before, s after the fiducial point) for the template quality: the
+#: QRS for ECG, the upstroke and early diastole for PPG.
+_SEGMENT_S = {"ecg": (0.1, 0.1), "ppg": (0.3, 0.3)}
+#: With no beat for this long (or 2.5 intervals), the rate is withdrawn.
+_STALE_S = 3.0
+_KEEP_BEATS = 64
+#: Intervals that set the typical interval against which detection failures are judged.
+_CONTEXT_BEATS = 24
+
+
 class BeatIntervalHR(_Windowed):
     """Heart rate from the intervals between detected beats (ECG R waves or PPG pulses).
 
-    HR is 60 / mean of the accepted beat-to-beat intervals in the last ``avg_s`` seconds; an
-    interval is accepted when it is within ``tolerance`` of the window's median interval
-    (rejecting missed and extra beats). Quality is the share of accepted intervals, so a
-    noisy or arrhythmic window reports low quality and, below ``min_quality``, no value.
+    Streaming beat detection: once per second the last ``detect_s`` seconds are searched for
+    beats, and beats old enough that later samples can no longer change the decision
+    (``_CONFIRM_S``) are committed to a beat list that persists across seconds. The detection
+    threshold adapts to the window (a fraction of the typical beat size there), so amplitude
+    drift, lead changes and gain differences between devices need no tuning.
+
+    - ECG (after Pan and Tompkins, 1985): 5-15 Hz band-pass, derivative, squaring and a 150 ms
+      moving integration give one smooth energy lobe per QRS whatever its polarity or axis;
+      a lobe within 360 ms of a beat and much smaller than it is taken for a T wave.
+    - PPG: systolic peaks of the 0.5-8 Hz band-passed pulse, by prominence.
+
+    HR is 60 / mean of the last ``avg_beats`` intervals that end within ``avg_s`` seconds: every
+    detected beat counts, so atrial fibrillation and ectopic beats give the mean rate a bedside
+    monitor shows (it averages all beats too), not a rate biased by discarding real short or
+    long intervals. Quality is how much the beats look alike: the mean correlation of each beat
+    with the median beat of the window (noise and artefact are not beat-shaped). Below
+    ``min_quality``, or when no beat was seen for too long, the value is None.
     """
 
     quantity = "hr"
@@ -79,62 +132,162 @@ class BeatIntervalHR(_Windowed):
         role: str,
         *,
         name: str = "dsp",
-        window_s: float = 10.0,
-        avg_s: float = 8.0,
-        tolerance: float = 0.25,
-        min_quality: float = 0.6,
+        detect_s: float = 6.0,
+        avg_s: float = 10.0,
+        avg_beats: int = 12,
+        min_quality: float = 0.5,
     ) -> None:
         if role == "ecg":
-            # QRS energy sits at 8-25 Hz; a 5-30 Hz band passes R waves and rejects baseline
-            # wander (< 1 Hz) and T waves (mostly < 7 Hz).
-            filt = CausalFilter.butter(2, (5.0, 30.0), CARDIAC_FS_HZ, "bandpass")
+            # Pan-Tompkins band: QRS energy peaks at 5-15 Hz; this rejects baseline wander and
+            # most P/T-wave energy (< 5 Hz) and mains/muscle noise (> 15 Hz).
+            filt = CausalFilter.butter(2, (5.0, 15.0), CARDIAC_FS_HZ, "bandpass")
         elif role == "ppg":
             # Pulse waves: fundamental 0.5-3.7 Hz (30-220 bpm) plus harmonics; 0.5-8 Hz keeps
             # the systolic upstroke and removes respiratory baseline and motion drift.
             filt = CausalFilter.butter(2, (0.5, 8.0), CARDIAC_FS_HZ, "bandpass")
         else:
             raise ValueError(f"BeatIntervalHR cannot use role {role!r}")
-        super().__init__(CARDIAC_FS_HZ, max(window_s, avg_s) + 2.0, filt)
+        super().__init__(CARDIAC_FS_HZ, detect_s + 1.0, filt)
         self.role, self.name = role, name
-        self.window_s, self.avg_s = window_s, avg_s
-        self.tolerance, self.min_quality = tolerance, min_quality
+        self.detect_s, self.avg_s, self.avg_beats = detect_s, avg_s, avg_beats
+        self.min_quality = min_quality
+        # Beats committed so far (absolute sample index, sub-sample time, feature height,
+        # template correlation, whether the interval ending at it is usable).
+        self._t: list[float] = []
+        self._idx: list[int] = []
+        self._h: list[float] = []
+        self._corr: list[float] = []
+        self._valid: list[bool] = []
+        self._refractory = max(1, int(self.fs_hz * _REFRACTORY_S))
+        self._mwi = max(1, int(round(self.fs_hz * _ECG_INTEGRATION_S)))
 
-    def beats(self, t_s: float) -> tuple[np.ndarray, float]:
-        """Beat times (signal seconds) in the last window, and the share of the window that was gap."""
-        y, raw, gap, t0 = self.window(self.window_s)
-        if len(y) < self.fs_hz * 3 or self.flat(raw):
-            return np.zeros(0), float(gap.mean()) if len(gap) else 1.0
-        feature = np.abs(y) if self.role == "ecg" else y
-        spread = robust_range(feature) if self.role == "ppg" else float(np.percentile(feature, 99))
-        peaks, _ = find_peaks(
-            feature,
-            distance=max(1, int(self.fs_hz * 60.0 / HR_MAX_BPM)),
-            prominence=0.35 * spread if self.role == "ppg" else None,
-            height=0.35 * spread if self.role == "ecg" else None,
-        )
-        peaks = peaks[(peaks > 0) & (peaks < len(feature) - 1)]
-        peaks = peaks[~gap[peaks]]
-        off = parabolic_peak_offset(feature[peaks - 1], feature[peaks], feature[peaks + 1])
-        return t0 + (peaks + off) / self.fs_hz, float(gap.mean())
+    # -- detection ---------------------------------------------------------------------------
+    def _candidates(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate beats in a window: (positions, sizes, detection feature)."""
+        if self.role == "ecg":
+            d = np.diff(y, prepend=y[0])
+            f = _moving_mean(d * d, self._mwi)
+            f[: self._mwi] = 0.0  # the integrator has not filled yet
+            peaks, _ = find_peaks(f, distance=self._refractory)
+            return peaks, f[peaks], f
+        # Systolic peaks stand out of the pulse wave by most of its height; a dicrotic wave
+        # rises only a fraction of it above the notch before it.
+        peaks, props = find_peaks(y, distance=self._refractory, prominence=_PPG_PROMINENCE * robust_range(y))
+        return peaks, props["prominences"], y
 
+    def _detect(self) -> None:
+        y, raw, gap, t0 = self.window(self.detect_s)
+        n = len(y)
+        if n < self.fs_hz * 2 or self.flat(raw):
+            return
+        a0 = self._y.total - n  # absolute index of y[0]
+        peaks, size, f = self._candidates(y)
+        if len(peaks) == 0:
+            return
+        # The typical beat size: median of the k largest candidates, k = the beats the window
+        # holds even at 40 bpm, so one huge artefact cannot set the level.
+        k = max(2, int(self.detect_s * 40.0 / 60.0))
+        level = float(np.median(np.sort(size)[-k:]))
+        if level <= 0.0:
+            return
+        keep = (size >= _THRESHOLD[self.role] * level) & (peaks >= 1) & (peaks < n - 1)
+        peaks, size = peaks[keep], size[keep]
+        confirm = n - int(_CONFIRM_S * self.fs_hz)
+        last = self._idx[-1] if self._idx else -(10**12)
+        for p, h in zip(peaks, size, strict=True):
+            ab = a0 + int(p)
+            if p >= confirm or ab <= last + self._refractory - 1 or gap[p]:
+                continue
+            if self.role == "ecg" and self._h and ab - last < _T_WAVE_S * self.fs_hz and h < _T_WAVE_RATIO * self._h[-1]:
+                continue  # a T wave (or P wave) just after a beat, not a beat
+            off = float(parabolic_peak_offset(f[p - 1 : p], f[p : p + 1], f[p + 1 : p + 2])[0])
+            pl = last - a0  # previous beat's position in this window (may be before it)
+            valid = bool(self._idx) and pl >= 0 and not gap[pl:p].any() and (ab - last) < self.fs_hz * 60.0 / HR_MIN_BPM
+            self._t.append((ab + off) / self.fs_hz)
+            self._idx.append(ab)
+            self._h.append(float(h))
+            self._corr.append(self._template_corr(y, peaks, int(p)))
+            self._valid.append(valid)
+            last = ab
+        if len(self._t) > _KEEP_BEATS:
+            for lst in (self._t, self._idx, self._h, self._corr, self._valid):
+                del lst[: len(lst) - _KEEP_BEATS]
+
+    def _template_corr(self, y: np.ndarray, peaks: np.ndarray, p: int) -> float:
+        """Correlation of the beat at ``p`` with the median of the window's beats."""
+        before, after = _SEGMENT_S[self.role]
+        b, a = int(before * self.fs_hz), int(after * self.fs_hz)
+        ok = peaks[(peaks >= b) & (peaks + a <= len(y))]
+        if p < b or p + a > len(y) or len(ok) < 3:
+            return 0.0
+        seg = y[ok[:, None] + np.arange(-b, a)[None, :]]
+        seg = seg - seg.mean(axis=1, keepdims=True)
+        tmpl = np.median(seg, axis=0)
+        x = y[p - b : p + a] - y[p - b : p + a].mean()
+        den = float(np.linalg.norm(x) * np.linalg.norm(tmpl))
+        return max(0.0, float(x @ tmpl) / den) if den > 0 else 0.0
+
+    # -- rate ----------------------------------------------------------------------------------
     def estimate(self, t_s: float) -> Estimate:
-        times, gap_share = self.beats(t_s)
-        none = Estimate(None, 0.0, self.name, self.role, self.quantity)
-        if gap_share > 0.2 or len(times) < 4:
+        self._detect()
+        last = self._t[-1] if self._t else None
+        none = Estimate(None, 0.0, self.name, self.role, self.quantity, last)
+        if len(self._t) < 3:
             return none
-        ibi = np.diff(times)
-        ok = (ibi > 60.0 / HR_MAX_BPM) & (ibi < 60.0 / HR_MIN_BPM)
-        if ok.sum() < 3:
+        t = np.asarray(self._t)
+        ibi = np.diff(t)
+        valid = np.asarray(self._valid[1:])
+        # No beat for much longer than the recent intervals: the signal was lost (or the heart
+        # stopped); the last rate is no longer the heart rate.
+        recent_ibi = ibi[valid][-self.avg_beats :]
+        if len(recent_ibi) == 0 or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S:
             return none
-        med = float(np.median(ibi[ok]))
-        ok &= np.abs(ibi - med) <= self.tolerance * med
-        recent = times[1:] >= t_s - self.avg_s
-        use = ok & recent
-        quality = float(ok.sum()) / len(ibi)
-        if use.sum() < 2 or quality < self.min_quality:
-            return Estimate(None, quality, self.name, self.role, self.quantity, float(times[-1]))
-        hr = 60.0 / float(np.mean(ibi[use]))
-        return Estimate(hr, quality, self.name, self.role, self.quantity, float(times[-1]))
+        sel = np.flatnonzero(valid & (t[1:] > t_s - self.avg_s))
+        if len(sel) < 2:
+            return none
+        beats, span, kept = corrected_beats(ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel][-self.avg_beats :])
+        corr = np.asarray(self._corr)[sel[-self.avg_beats :] + 1]
+        quality = float(corr.mean()) * kept
+        if beats < 2 or span <= 0.0 or quality < self.min_quality:
+            return Estimate(None, quality, self.name, self.role, self.quantity, last)
+        return Estimate(60.0 * beats / span, quality, self.name, self.role, self.quantity, last)
+
+
+def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, float]:
+    """Heart beats and their total duration behind the intervals ``ibi``, correcting what are
+    detection failures rather than rhythm, judged against the median of ``context``:
+
+    - two intervals that together make one typical interval were split by an extra detection
+      (a dicrotic wave, a T wave, a motion spike): they count as one;
+    - in an otherwise regular rhythm, an interval of about 2 or 3 typical intervals hides
+      beats that were not detected (a premature beat with too little stroke volume to reach
+      the finger, a low-amplitude QRS): it counts as 2 or 3;
+    - an interval too short or too long to be either is an artefact and is left out.
+
+    Everything else counts as it is: short and long intervals of atrial fibrillation or of an
+    ectopic beat and its compensatory pause are real beats, and the monitor counts them too.
+    Returns (beats, seconds, share of the intervals used as they were).
+    """
+    med = float(np.median(context))
+    ratio = ibi / med
+    # Regular rhythm: the intervals near the median vary by under 15 % (sinus rhythm varies
+    # a few %, atrial fibrillation 20-30 %).
+    near = ratio[(ratio > 0.7) & (ratio < 1.4)]
+    regular = len(near) >= 3 and float(np.std(near)) < 0.15
+    beats, span, clean = 0, 0.0, 0
+    i = 0
+    while i < len(ibi):
+        r = ratio[i]
+        if r < 0.7 and i + 1 < len(ibi) and 0.8 <= r + ratio[i + 1] <= 1.2:
+            beats, span, i = beats + 1, span + float(ibi[i] + ibi[i + 1]), i + 2
+            continue
+        k = round(r)
+        if regular and k >= 2 and abs(r - k) <= 0.15 * k:
+            beats, span = beats + int(k), span + float(ibi[i])
+        elif 0.4 <= r <= 2.0:
+            beats, span, clean = beats + 1, span + float(ibi[i]), clean + 1
+        i += 1
+    return beats, span, clean / len(ibi)
 
 
 class BreathIntervalRR(_Windowed):
