@@ -47,6 +47,9 @@ DEFAULT_STATE_DIR = Path("/var/lib/bedside")
 #: restart is found within half a minute without hammering one that is down for long
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
+#: an acknowledged message id not matched to an alarm within this time was not an alarm
+#: (message ids wrap only after 65535 messages, hours at a few messages per second)
+ACK_MATCH_S = 30.0
 
 
 def parse_broker_url(url: str, key: str = "mqtt.broker") -> tuple[str, int]:
@@ -207,7 +210,8 @@ class Publisher:
         self._stopping = False
         self._in_outage = False  # an outage has been logged; the next success ends it
         self._status: dict[str, Any] = {}
-        self._inflight: list[tuple[str, mqtt.MQTTMessageInfo]] = []  # outbox key, paho handle
+        self._mid_key: dict[int, str] = {}  # paho message id of an alarm -> its outbox key
+        self._acked: dict[int, float] = {}  # message ids the broker acknowledged -> when
         self.counters = {
             "connects": 0,
             "connection_failures": 0,
@@ -230,6 +234,7 @@ class Publisher:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         self._set_will()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -317,10 +322,18 @@ class Publisher:
             )
 
     def poll(self) -> None:
-        """Remove acknowledged alarms from the outbox (called by the main loop)."""
+        """Remove acknowledged alarms from the outbox (called by the main loop, so the file is
+        written from one thread and never from paho's network thread)."""
+        now = time.monotonic()
+        done = []
         with self._lock:
-            done = [k for k, info in self._inflight if info.is_published()]
-            self._inflight = [(k, info) for k, info in self._inflight if not info.is_published()]
+            for mid, when in list(self._acked.items()):
+                key = self._mid_key.pop(mid, None)
+                if key is not None:
+                    done.append(key)
+                    del self._acked[mid]
+                elif now - when > ACK_MATCH_S:
+                    del self._acked[mid]  # a status or vitals message, not an alarm
         for key in done:
             self.outbox.remove(key)
             self.counters["alarms_acked"] += 1
@@ -331,12 +344,15 @@ class Publisher:
     # -- internals -------------------------------------------------------------------------
     def _inflight_count(self) -> int:
         with self._lock:
-            return len(self._inflight)
+            return len(self._mid_key)
 
     def _send_outbox(self, entry: OutboxEntry) -> None:
+        # paho keeps QoS 1 messages queued while disconnected and resends them (same message
+        # id) after reconnecting; the PUBACK may even arrive before publish() returns here,
+        # which is why acknowledgements are matched to keys later, in poll()
         info = self.client.publish(entry.topic, entry.payload, qos=1, retain=False)
         with self._lock:
-            self._inflight.append((entry.key, info))
+            self._mid_key[info.mid] = entry.key
 
     def _status_payload(self, state: str, reason: str | None = None) -> str:
         with self._lock:
@@ -430,6 +446,12 @@ class Publisher:
             )
             self._in_outage = True
         self._set_will()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        with self._lock:
+            self._acked[mid] = time.monotonic()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not msg.topic.startswith(self._cmd_prefix):

@@ -1,0 +1,275 @@
+"""Shared test fixtures: real parts, started by the tests themselves.
+
+- ``shared_data``: the path of ``../shared/data`` (real recordings); tests that need it skip
+  with the reason when it is absent.
+- ``mosquitto``: a real Mosquitto broker on a free loopback port for the whole session;
+  ``mosquitto_factory`` starts more (a test that stops and restarts its own broker).
+- ``mqtt_listener``: a paho subscriber that records what a nurses' station would receive.
+- ``excerpt`` / ``excerpt_reference_hr``: the bundled BIDMC excerpt and its monitor HR.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DATA_DIR = ROOT / "device" / "data"
+EXCERPT = DATA_DIR / "bidmc_09_excerpt.csv.gz"
+EXCERPT_NUMERICS = DATA_DIR / "bidmc_09_excerpt_Numerics.csv.gz"
+
+
+# -- data ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; skips the test when the shared data sets are not beside the project."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared data sets at {SHARED_DATA} (not present in this checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def excerpt() -> Path:
+    return EXCERPT
+
+
+@pytest.fixture(scope="session")
+def excerpt_reference_hr() -> dict[int, float]:
+    """Second -> the bedside monitor's ECG-derived HR for the bundled excerpt (``_Numerics``)."""
+    with gzip.open(EXCERPT_NUMERICS, "rt", encoding="utf-8") as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    names = [n.strip() for n in lines[0].split(",")]
+    t_col, hr_col = names.index("Time [s]"), names.index("HR")
+    out = {}
+    for ln in lines[1:]:
+        parts = ln.split(",")
+        hr = float(parts[hr_col])
+        if hr == hr:
+            out[int(float(parts[t_col]))] = hr
+    return out
+
+
+# -- a real broker ------------------------------------------------------------------------
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mosquitto:
+    """A Mosquitto process on 127.0.0.1:``port`` with its own config and log; can be stopped
+    and started again on the same port (a broker outage)."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        port: int | None = None,
+        persistent: bool = False,
+        anonymous: bool = True,
+    ) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        self.log = workdir / f"mosquitto-{self.port}.log"
+        # without persistence a restarted broker remembers nothing (the harshest outage); with it,
+        # persistent sessions and their queued QoS 1 messages survive a restart
+        store = workdir / f"store-{self.port}"
+        store.mkdir(exist_ok=True)
+        persistence = (
+            f"persistence true\npersistence_location {store}/\n"
+            if persistent
+            else "persistence false\n"
+        )
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous {str(anonymous).lower()}\n{persistence}"
+            f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        logf = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=logf, stderr=logf)
+        logf.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def _mosquitto_binary() -> str:
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def mosquitto(_mosquitto_binary: str) -> Iterator[Mosquitto]:
+    """One real broker for the session, on a free loopback port."""
+    with tempfile.TemporaryDirectory(prefix="bedside-mosquitto-") as d:
+        broker = Mosquitto(_mosquitto_binary, Path(d))
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Start brokers of the test's own (stopped at the end of the test)."""
+    started: list[Mosquitto] = []
+
+    def make(
+        port: int | None = None,
+        persistent: bool = False,
+        start: bool = True,
+        anonymous: bool = True,
+    ) -> Mosquitto:
+        b = Mosquitto(_mosquitto_binary, tmp_path, port, persistent, anonymous)
+        if start:
+            b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+# -- a nurses' station --------------------------------------------------------------------
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    wall_s: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload.decode("utf-8"))
+
+
+class MqttListener:
+    """A paho subscriber that keeps everything it receives, with waits on conditions."""
+
+    def __init__(
+        self,
+        broker: Mosquitto,
+        topics: str | list[str],
+        client_id: str = "",
+        persistent: bool = False,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[Received] = []
+        self._cv = threading.Condition()
+        self._subscribed = threading.Event()
+        self._topics = [topics] if isinstance(topics, str) else topics
+        # a persistent session (clean_session False) gets, on reconnect, the QoS 1 messages the
+        # broker queued for it while it was away
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-listener-{id(self)}",
+            clean_session=not persistent,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port, keepalive=30)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("test listener could not subscribe")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        for t in self._topics:
+            client.subscribe(t, qos=1)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._cv:
+            self.messages.append(
+                Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
+            )
+            self._cv.notify_all()
+
+    def on(self, suffix: str) -> list[Received]:
+        with self._cv:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def wait_for(self, pred: Callable[[list[Received]], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while not pred(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def publish(self, topic: str, payload: str, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_listener() -> Iterator[Callable[..., MqttListener]]:
+    made: list[MqttListener] = []
+
+    def make(
+        broker: Mosquitto, topics: str | list[str], client_id: str = "", persistent: bool = False
+    ) -> MqttListener:
+        listener = MqttListener(broker, topics, client_id, persistent)
+        made.append(listener)
+        return listener
+
+    yield make
+    for listener in made:
+        listener.close()

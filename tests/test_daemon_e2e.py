@@ -1,0 +1,353 @@
+"""End to end: the real daemon (``python -m device run``) as a subprocess, replaying the bundled
+BIDMC excerpt into a real Mosquitto, checked by a paho subscriber like a nurses' station."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.offline import process_recording
+from device.recording import Recording, read_csv, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+BED = "test1"
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+#: the replay's HR against the bedside monitor's (1 Hz, an averaged ECG rate): measured MAE
+#: 0.22 bpm on this excerpt (seconds 32-210); 1.0 bpm leaves room without hiding a broken path
+HR_MAE_TOLERANCE_BPM = 1.0
+
+pytestmark = pytest.mark.e2e
+
+
+def start_daemon(broker_url: str, *extra: str, replay: Path, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "device",
+        "run",
+        "--replay",
+        str(replay),
+        "--broker",
+        broker_url,
+        "--bed",
+        BED,
+        *extra,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as f:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc.wait(timeout_s)
+
+
+def retained_status(broker, mqtt_listener):  # type: ignore[no-untyped-def]
+    """What a station that subscribes now gets: the retained status (a NEW subscriber)."""
+    fresh = mqtt_listener(broker, f"bedside/{BED}/status")
+    assert fresh.wait_for(lambda ms: len(ms) >= 1, 10), "no retained status"
+    msg = fresh.messages[0]
+    assert msg.retain, "the first status a new subscriber gets must be the retained one"
+    fresh.close()
+    return msg.json()
+
+
+def test_replay_vitals_agree_with_reference_and_with_process(
+    mosquitto,
+    mqtt_listener,
+    excerpt,
+    excerpt_reference_hr,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    station = mqtt_listener(mosquitto, f"bedside/{BED}/#")
+    proc = start_daemon(
+        mosquitto.url,
+        "--speed",
+        "20",
+        "--outbox",
+        str(tmp_path / "ob.jsonl"),
+        replay=excerpt,
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        rc = proc.wait(120)  # a finished replay ends the daemon by itself
+    finally:
+        stop(proc, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert rc == 0, log
+    assert "Traceback" not in log
+    assert station.wait_for(
+        lambda ms: any(
+            m.json().get("state") == "offline" for m in ms if m.topic.endswith("/status")
+        ),
+        10,
+    ), log
+
+    vitals = [m.json() for m in station.on("/vitals")]
+    assert [v["t_s"] for v in vitals] == [float(k) for k in range(1, 211)]  # every second, in order
+    v = vitals[100]
+    assert v["schema_version"] == 1 and v["bed"] == BED and ISO_UTC.match(v["ts"])
+    for key in ("hr_bpm", "rr_bpm", "hr_source", "rr_source", "sqi", "measurements"):
+        assert key in v
+    mdc = {m["mdc"]: m for m in v["measurements"]}
+    assert mdc["MDC_ECG_HEART_RATE"]["value"] == v["hr_bpm"]
+    assert mdc["MDC_ECG_HEART_RATE"]["unit"] == "MDC_DIM_BEAT_PER_MIN"
+    assert mdc["MDC_TTHOR_RESP_RATE"]["value"] == v["rr_bpm"]
+    assert not any(m.retain for m in station.on("/vitals"))
+
+    # the daemon runs the same core as `bedside process`: identical values, second by second
+    offline = [
+        r for r in process_recording(read_csv(excerpt), load_config(None)) if r["type"] == "vitals"
+    ]
+    keys = ("t_s", "hr_bpm", "rr_bpm", "hr_source", "rr_source")
+    assert [{k: r[k] for k in keys} for r in offline] == [{k: r[k] for k in keys} for r in vitals]
+
+    # and agree with the bedside monitor's HR from the record's _Numerics
+    err, have_ref = [], 0
+    for r in vitals:
+        t = int(r["t_s"])
+        if t >= 32 and t in excerpt_reference_hr:
+            have_ref += 1
+            if r["hr_bpm"] is not None:
+                err.append(abs(r["hr_bpm"] - excerpt_reference_hr[t]))
+    mae = float(np.mean(err))
+    print(
+        f"e2e HR vs monitor: MAE {mae:.3f} bpm over {len(err)} s, "
+        f"coverage {len(err) / have_ref:.1%}"
+    )
+    assert len(err) >= 0.9 * have_ref
+    assert mae <= HR_MAE_TOLERANCE_BPM
+
+    final = retained_status(mosquitto, mqtt_listener)
+    assert final["state"] == "offline" and final["reason"] == "stopped"
+    assert final["counters"]["vitals"] == 210
+
+
+def test_status_online_retained_then_offline_on_sigterm(
+    mosquitto,
+    mqtt_listener,
+    excerpt,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    station = mqtt_listener(mosquitto, f"bedside/{BED}/#")
+    proc = start_daemon(
+        mosquitto.url,
+        "--speed",
+        "20",
+        "--loop",
+        "--outbox",
+        str(tmp_path / "ob.jsonl"),
+        replay=excerpt,
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        assert station.wait_for(lambda ms: sum(m.topic.endswith("/vitals") for m in ms) >= 20, 60)
+        status = retained_status(mosquitto, mqtt_listener)
+        assert status["state"] == "online" and status["bed"] == BED and ISO_UTC.match(status["ts"])
+        assert status["mode"] == "replay" and status["alarms"] == []
+        (src,) = status["sources"].values()
+        assert src["type"] == "replay" and src["loop"] is True
+        assert status["queue"]["dropped_frames"] == 0
+        rc = stop(proc, signal.SIGTERM)
+    finally:
+        stop(proc, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert rc == 0, log
+    assert station.wait_for(
+        lambda ms: ms[-1].topic.endswith("/status") and ms[-1].json()["state"] == "offline", 10
+    )
+    final = retained_status(mosquitto, mqtt_listener)
+    assert final["state"] == "offline" and final["reason"] == "stopped"
+
+
+def test_last_will_says_offline_after_sigkill(
+    mosquitto,
+    mqtt_listener,
+    excerpt,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    station = mqtt_listener(mosquitto, f"bedside/{BED}/status")
+    proc = start_daemon(
+        mosquitto.url,
+        "--speed",
+        "5",
+        "--loop",
+        "--keepalive",
+        "1",
+        "--outbox",
+        str(tmp_path / "ob.jsonl"),
+        replay=excerpt,
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        assert station.wait_for(lambda ms: any(m.json()["state"] == "online" for m in ms), 30)
+        proc.kill()
+        proc.wait(10)
+        # the broker notices the silent client after 1.5 x keepalive and publishes the will
+        assert station.wait_for(lambda ms: ms[-1].json()["state"] == "offline", 20), [
+            m.json() for m in station.messages
+        ]
+    finally:
+        stop(proc, signal.SIGKILL)
+    will = station.messages[-1].json()
+    assert will["reason"] == "connection lost (last will)" and will["bed"] == BED
+    assert retained_status(mosquitto, mqtt_listener)["state"] == "offline"
+
+
+def _flat_ppg_recording(excerpt: Path, out: Path, flat_from_s: float, length_s: float) -> Path:
+    """The real excerpt with its pleth held flat from ``flat_from_s``: a pulse-oximeter clip
+    that came off the finger (the other channels stay real)."""
+    rec = read_csv(excerpt)
+    ch = {k: v.copy() for k, v in rec.channels.items()}
+    i = int(flat_from_s * rec.fs_hz)
+    ch["PLETH"][i:] = ch["PLETH"][i]
+    write_csv(
+        out,
+        Recording(str(out), rec.fs_hz, ch, rec.roles).excerpt(0, length_s),
+        names=["RESP", "PLETH", "II"],
+    )
+    return out
+
+
+def test_alarm_published_at_qos1_and_acknowledged_over_mqtt(
+    mosquitto,
+    mqtt_listener,
+    excerpt,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    rec = _flat_ppg_recording(excerpt, tmp_path / "ppg_off.csv.gz", flat_from_s=20, length_s=150)
+    station = mqtt_listener(mosquitto, f"bedside/{BED}/#")
+    proc = start_daemon(
+        mosquitto.url,
+        "--speed",
+        "10",
+        "--outbox",
+        str(tmp_path / "ob.jsonl"),
+        replay=rec,
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        assert station.wait_for(lambda ms: any(m.topic.endswith("/alarms") for m in ms), 60)
+        alarm = station.on("/alarms")[0]
+        body = alarm.json()
+        assert not alarm.retain
+        assert (
+            body["condition"] == "sensor_off"
+            and body["role"] == "ppg"
+            and body["state"] == "active"
+        )
+        assert body["id"].startswith(f"{BED}-") and ISO_UTC.match(body["ts"])
+        assert station.wait_for(
+            lambda ms: any(
+                m.topic.endswith("/status") and body["id"] in str(m.json().get("alarms", []))
+                for m in ms
+            ),
+            20,
+        )
+
+        station.publish(f"bedside/{BED}/cmd/ack", f'{{"id": "{body["id"]}"}}')
+        assert station.wait_for(
+            lambda ms: any(
+                m.topic.endswith("/alarms") and m.json()["state"] == "acknowledged" for m in ms
+            ),
+            20,
+        )
+        acked = [m.json() for m in station.on("/alarms") if m.json()["state"] == "acknowledged"][0]
+        assert acked["id"] == body["id"]
+        station.publish(f"bedside/{BED}/cmd/ack", "not json")  # ignored, counted, no crash
+        rc = proc.wait(60)
+    finally:
+        stop(proc, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert rc == 0, log
+    final = retained_status(mosquitto, mqtt_listener)
+    assert final["counters"]["commands_applied"] == 1
+    assert final["counters"]["commands_rejected"] == 1
+    assert final["mqtt"]["outbox_pending"] == 0
+    assert any(a["id"] == body["id"] and a["state"] == "acknowledged" for a in final["alarms"])
+
+
+def test_broker_down_at_start_daemon_keeps_running_and_delivers_alarms(
+    mosquitto_factory,
+    mqtt_listener,
+    excerpt,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    broker = mosquitto_factory(persistent=True)
+    station = mqtt_listener(
+        broker, f"bedside/{BED}/alarms", client_id="station-e2e", persistent=True
+    )
+    station.close()
+    broker.stop()
+    rec = _flat_ppg_recording(excerpt, tmp_path / "ppg_off.csv.gz", flat_from_s=10, length_s=210)
+    outbox = tmp_path / "ob.jsonl"
+    proc = start_daemon(
+        broker.url,
+        "--speed",
+        "10",
+        "--loop",
+        "--outbox",
+        str(outbox),
+        replay=rec,
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (outbox.exists() and outbox.read_text().strip()) and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+            time.sleep(0.1)
+        assert outbox.read_text().strip(), (
+            "the alarm raised while the broker is down is not in the outbox"
+        )
+        broker.start()
+        station = mqtt_listener(
+            broker, f"bedside/{BED}/alarms", client_id="station-e2e", persistent=True
+        )
+        assert station.wait_for(
+            lambda ms: any(m.json()["condition"] == "sensor_off" for m in ms), 60
+        )
+        status = retained_status(broker, mqtt_listener)
+        assert status["state"] == "online"
+        assert status["mqtt"]["vitals_dropped_offline"] > 0  # QoS 0 vitals while down: counted
+        rc = stop(proc, signal.SIGINT)
+    finally:
+        stop(proc, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert rc == 0, log
+    assert log.count("cannot reach broker") == 1, log  # once per outage, not once per retry
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[bed]\nid = "icu-3"\n[mqtt]\nbrokr = "mqtt://127.0.0.1:1883"\n')
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[bed]\nid = "icu-3"\n[mqtt]\nbroker = "mqtt://127.0.0.1:1883"\nkeepalive_s = 5\n'
+        '[replay]\npath = "device/data/bidmc_09_excerpt.csv.gz"\nspeed = 2.0\n'
+    )
+    run = [sys.executable, "-m", "device", "run", "--check-config", "--config"]
+    r = subprocess.run([*run, str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "mqtt.brokr" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([*run, str(good)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        [*run, str(good), "--broker", "http://x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "mqtt.broker" in r.stderr
