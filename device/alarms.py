@@ -267,8 +267,9 @@ class AlarmEngine:
 
         if alarm is None:
             since = self._since.get(chk.key)
-            # present at seconds s..t: beyond the limit for (at least) t - s seconds
-            if since is not None and t_s - since >= chk.delay_s - 1e-9:
+            # Each reading covers the second of signal before it, so a condition present in the
+            # readings at s, s+1, ..., t has held over (s-1, t]: t - s + 1 seconds of signal.
+            if since is not None and t_s - since + 1.0 >= chk.delay_s - 1e-9:
                 alarm = self._open(t_s, chk)
                 return [alarm.event(t_s)]
             return []
