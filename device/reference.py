@@ -6,9 +6,18 @@
   time); the reference is the mean of the two (or the one annotator who has >= 3 breaths
   there).
 
-Breath marks are sample numbers; they are 1-based (MATLAB heritage): checked against the
-RESP waveform, the marks sit one sample after the local extrema when read 0-based. The
-offset of 8 ms does not change any rate.
+Breath marks are sample numbers. Whether they count from 0 or 1 is not stated by the dataset,
+and the RESP waveform cannot tell: checked on the 42 shared records (11,450 marks), the marks
+are hand-placed near the end-inspiration peak, not snapped to a sample: their offset from the
+peak of the 1 Hz low-passed RESP signal has quartiles -4, +3, +10 samples (mean +2.7) when
+read 0-based, and a mark falls exactly on a local maximum of the raw signal no more often at
+offset 0 than at -1 or +1 (about 1 % each). So they are read as they are, 0-based (sample n
+is at n / fs s, like ``Time [s]`` of the signals). One sample (8 ms) either way cannot change
+a rate: a constant offset cancels in (n - 1) x 60 / (last - first).
+
+Record 13's annotations have long stretches without marks (the data README says so): its
+reference rate there is built from the few marks that exist and is wrong; score it, but read
+its RR error as a reference problem, not an estimator one.
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ def load_bidmc_reference(signals_path: str | Path, fs_hz: float = 125.0, duratio
     for j in range(len(bnames)):
         col = b[:, j]
         col = col[np.isfinite(col)]
-        anns.append(np.sort((col - 1.0) / fs_hz))  # 1-based sample numbers -> seconds
+        anns.append(np.sort(col / fs_hz))  # sample numbers (0-based, see above) -> seconds
     rr = np.full(n, np.nan)
     for k in range(n):
         rates = [rate_over_window(a, float(k), RR_REFERENCE_WINDOW_S) for a in anns]
