@@ -1,0 +1,246 @@
+"""See the appliance work end to end on a real recording, with nothing to set up.
+
+Starts an MQTT broker on a free loopback port (a Mosquitto it launches when one is installed,
+otherwise the pure-Python amqtt), runs the bedside daemon -- the same code as 'bedside run' --
+replaying a bundled excerpt of a real ICU recording (BIDMC record 09: ECG, pulse oximeter pleth
+and impedance respiration; ODC-By 1.0, see device/data/ATTRIBUTION.md) at accelerated speed,
+and subscribes like a nurses' station, printing vitals and alarms as they arrive. After
+--seconds it stops the daemon (which publishes its retained 'offline' status) and the broker.
+
+Examples:
+  bedside demo
+  bedside demo --seconds 10 --speed 20
+  bedside demo --broker mqtt://192.168.1.10:1883 --bed demo-1     # use a real broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from device.errors import UserError
+
+DEFAULT_RECORDING = Path(__file__).resolve().parents[1] / "data" / "bidmc_09_excerpt.csv.gz"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seconds", type=float, default=30.0, metavar="S", help="how long to run (default 30)"
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=8.0,
+        metavar="X",
+        help="replay speed factor (default 8: four minutes of signal in 30 s)",
+    )
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        help="use this broker (mqtt://HOST:PORT) instead of an embedded one",
+    )
+    p.add_argument(
+        "--embedded",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+        help="which embedded broker to start (default: mosquitto if installed, else amqtt)",
+    )
+    p.add_argument("--bed", default="demo", metavar="ID", help="bed id (default 'demo')")
+    p.add_argument(
+        "--prefix", default="bedside", metavar="P", help="topic prefix (default 'bedside')"
+    )
+    p.add_argument(
+        "--recording",
+        metavar="PATH",
+        default=str(DEFAULT_RECORDING),
+        help="recording to replay (default: the bundled BIDMC excerpt)",
+    )
+
+
+def format_vitals(v: dict[str, Any]) -> str:
+    """``t=  42s  HR  92 bpm (ecg)   RR 24 /min (resp)``, with '--' where there is no estimate."""
+    hr = (
+        f"HR {v['hr_bpm']:5.1f} bpm ({v['hr_source']})"
+        if v.get("hr_bpm") is not None
+        else "HR   --  bpm      "
+    )
+    rr = (
+        f"RR {v['rr_bpm']:4.1f} /min ({v['rr_source']})"
+        if v.get("rr_bpm") is not None
+        else "RR  --  /min"
+    )
+    sqi = " ".join(
+        f"{k.split('_', 1)[1]} {q:.2f}"
+        for k, q in sorted(v.get("sqi", {}).items())
+        if k.startswith("hr_")
+    )
+    return f"t={v['t_s']:5.0f}s  {hr:<24} {rr:<22} quality: {sqi}"
+
+
+def format_alarm(a: dict[str, Any]) -> str:
+    value = "" if a.get("value") is None else f" value {a['value']}"
+    limit = "" if a.get("limit") is None else f" limit {a['limit']}"
+    detail = f" ({a['detail']})" if a.get("detail") else ""
+    return (
+        f"t={a['t_s']:5.0f}s  ALARM {a['state'].upper():<12} {a['priority']:<6} {a['condition']}"
+        f" [{a.get('role') or '-'}]{value}{limit}{detail}  id={a['id']}"
+    )
+
+
+def format_status(s: dict[str, Any]) -> str:
+    alarms = (
+        ", ".join(f"{a.get('condition')}:{a.get('state')}" for a in s.get("alarms", [])) or "none"
+    )
+    return (
+        f"status: {s.get('state')} ({s.get('reason', s.get('mode', ''))}), current alarms: {alarms}"
+    )
+
+
+class Station:
+    """A nurses' station: subscribes to one bed and hands readable lines to the main thread."""
+
+    def __init__(self, host: str, port: int, prefix: str, bed: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.vitals = 0
+        self.alarms = 0
+        self._last_state = ""
+        self._topic = f"{prefix}/{bed}/#"
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bedside-demo-station-{bed}"
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self._topic, qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.connect(host, port, keepalive=30)
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise UserError(
+                        f"cannot reach broker {host}:{port} ({e})", "check --broker"
+                    ) from None
+                time.sleep(0.2)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise UserError(
+                f"broker {host}:{port} did not accept the subscription", "check --broker"
+            )
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if leaf == "vitals":
+            self.vitals += 1
+            self.lines.put(format_vitals(body))
+        elif leaf == "alarms":
+            self.alarms += 1
+            self.lines.put(format_alarm(body))
+        elif leaf == "status" and body.get("state") != self._last_state:
+            self._last_state = str(body.get("state"))
+            self.lines.put(format_status(body))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    from device.broker import EmbeddedBroker
+    from device.commands.run import run_daemon, validate
+    from device.config import load_config
+    from device.publisher import parse_broker_url
+
+    if not args.seconds > 0:
+        raise UserError(f"--seconds {args.seconds} must be > 0", "e.g. --seconds 30")
+    if not getattr(args, "verbose", 0):
+        logging.getLogger("bedside").setLevel(logging.WARNING)  # the station's lines are the output
+    embedded = None if args.broker else EmbeddedBroker(args.embedded)
+    with tempfile.TemporaryDirectory(prefix="bedside-demo-") as tmp:
+        try:
+            url = args.broker or embedded.start()  # type: ignore[union-attr]
+            cfg = load_config(None)
+            cfg.bed.id = args.bed
+            cfg.mqtt.broker = url
+            cfg.mqtt.prefix = args.prefix
+            cfg.mqtt.outbox_path = str(Path(tmp) / "outbox.jsonl")
+            cfg.replay.path = args.recording
+            cfg.replay.speed = args.speed
+            cfg.replay.loop = True
+            validate(cfg)
+            host, port = parse_broker_url(url)
+            where = f"embedded {embedded.kind} broker at {url}" if embedded else f"broker {url}"
+            print(
+                f"bedside demo: {where}; replaying {Path(args.recording).name} at {args.speed:g}x "
+                f"for {args.seconds:g} s; topics {args.prefix}/{args.bed}/#",
+                flush=True,
+            )
+            station = Station(host, port, args.prefix, args.bed)
+            stop = threading.Event()
+            result: list[int] = []
+            failure: list[BaseException] = []
+
+            def daemon() -> None:
+                try:
+                    result.append(run_daemon(cfg, stop))
+                except BaseException as e:  # shown by the main thread
+                    failure.append(e)
+
+            worker = threading.Thread(target=daemon, name="bedside-daemon")
+            worker.start()
+            end = time.monotonic() + args.seconds
+            try:
+                while time.monotonic() < end and worker.is_alive():
+                    _print_lines(station, timeout=min(0.2, max(0.0, end - time.monotonic())))
+            except KeyboardInterrupt:
+                pass
+            stop.set()
+            worker.join(30)
+            time.sleep(0.3)  # let the retained offline status reach the station
+            _print_lines(station, timeout=0)
+            station.close()
+            if failure:
+                if isinstance(failure[0], UserError):
+                    raise failure[0]
+                raise RuntimeError("the daemon failed") from failure[0]
+            print(
+                f"bedside demo: received {station.vitals} vitals and {station.alarms} alarm "
+                "messages; "
+                "done",
+                flush=True,
+            )
+            return 0 if result == [0] else 1
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+
+def _print_lines(station: Station, timeout: float) -> None:
+    try:
+        line = station.lines.get(timeout=timeout) if timeout > 0 else station.lines.get_nowait()
+    except queue.Empty:
+        return
+    out = [line]
+    while True:
+        try:
+            out.append(station.lines.get_nowait())
+        except queue.Empty:
+            break
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()

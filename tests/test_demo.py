@@ -1,0 +1,73 @@
+"""``bedside demo`` on a fresh machine: an embedded broker, the daemon on the bundled real
+recording, and a station that prints what it receives; exits 0."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.broker import EmbeddedBroker, find_mosquitto
+
+ROOT = Path(__file__).resolve().parents[1]
+VITALS_LINE = re.compile(
+    r"^t=\s*(\d+)s\s+HR\s+(\d+\.\d) bpm \(ecg\)\s+RR\s+(\d+\.\d) /min \(resp\)"
+)
+
+
+def _run_demo(*extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "device", "demo", "--seconds", "6", "--speed", "10", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _check_output(r: subprocess.CompletedProcess[str]) -> None:
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stdout.splitlines()
+    vitals = [m for m in map(VITALS_LINE.match, lines) if m]
+    assert len(vitals) >= 10, r.stdout
+    # bidmc_09 here: the bedside monitor says 76-78 bpm and the annotators about 20 breaths/min
+    assert all(70 <= float(m.group(2)) <= 85 for m in vitals)
+    assert all(17 <= float(m.group(3)) <= 23 for m in vitals)
+    assert any(ln.startswith("status: online") for ln in lines)
+    assert any(ln.startswith("status: offline") for ln in lines)  # the daemon's clean stop
+    assert re.search(r"received \d+ vitals", lines[-1])
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed (CI installs it)")
+def test_demo_with_embedded_mosquitto() -> None:
+    r = _run_demo("--embedded", "mosquitto")
+    assert "embedded mosquitto broker" in r.stdout
+    _check_output(r)
+
+
+def test_demo_with_in_process_amqtt_broker() -> None:
+    pytest.importorskip("amqtt", reason="amqtt (the [demo] extra) is not installed")
+    r = _run_demo("--embedded", "amqtt")
+    assert "embedded amqtt broker" in r.stdout
+    _check_output(r)
+
+
+def test_demo_against_a_given_broker(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    r = _run_demo("--broker", mosquitto.url, "--bed", "demo-given")
+    assert f"broker {mosquitto.url}" in r.stdout
+    _check_output(r)
+
+
+def test_embedded_broker_stops_cleanly() -> None:
+    b = EmbeddedBroker("auto")
+    url = b.start()
+    assert url.startswith("mqtt://127.0.0.1:")
+    b.stop()
+    import socket
+
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", b.port), timeout=1):
+        pass
