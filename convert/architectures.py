@@ -1,0 +1,69 @@
+"""Keras model builders: small 1-D CNNs and a CNN-LSTM, each ending in rate-bin logits.
+
+Every model outputs logits over a grid of rates (HR every 2 bpm, RR every 1 breath/min);
+the device turns them into a rate (the probability-weighted mean around the most likely bin)
+and a spread (the distribution's standard deviation), its quality gate
+(``device.estimators.model.decode_rates``). A grid rather than one regressed number keeps
+int8 resolution: one int8 output spans its range in 256 steps (0.55 bpm over 40-180 bpm),
+while a weighted mean of many int8 logits interpolates between bins.
+
+The LSTM variant must be built with a fixed batch of 1 to convert (TensorFlow 2.21 cannot
+convert a dynamic-batch LSTM) and its full-int8 conversion crashes the converter: the CNNs
+are the int8 / Edge TPU models, the CNN-LSTM ships as float16 or dynamic range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ARCHS = ("cnn", "crnn")
+
+
+def build(
+    arch: str, task: str, shape: tuple[int, int], n_bins: int, batch_size: int | None = None
+) -> Any:
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape, batch_size=batch_size, name="window")
+    x = inp
+    if task.startswith("hr"):
+        # 8 s at 31.25 Hz (PPG) or 62.5 Hz (ECG): strided convolutions halve the rate until
+        # about 16 steps of 0.5 s remain, so the last layers see several beats at once.
+        n_halvings = max(1, int(round(np.log2(shape[0] / 16.0))))
+        plan = [(8, 7), (16, 5), (24, 5), (32, 3), (32, 3)][-n_halvings:]
+        for filters, k in plan:
+            x = layers.Conv1D(filters, k, strides=2, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(32, activation="relu")(x)
+    elif arch == "cnn":
+        # 32 s at 5 Hz: 160 -> 10 steps of 3.2 s (a breath at 18/min) after four poolings.
+        for filters, k in ((16, 7), (16, 5), (24, 5), (32, 3)):
+            x = layers.Conv1D(filters, k, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+            x = layers.MaxPooling1D(2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(32, activation="relu")(x)
+    elif arch == "crnn":
+        for filters, k in ((16, 7), (24, 5)):
+            x = layers.Conv1D(filters, k, strides=2, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.LSTM(24)(x)
+    else:
+        raise ValueError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
+    out = layers.Dense(n_bins, name="rate_logits")(x)
+    return keras.Model(inp, out, name=f"{task}_{arch}")
+
+
+def soft_labels(rates: np.ndarray, lo: float, step: float, n_bins: int) -> np.ndarray:
+    """Targets on the rate grid: a Gaussian one bin wide around each reference rate."""
+    centers = lo + step * np.arange(n_bins)
+    z = (centers[None, :] - np.asarray(rates, dtype=np.float64)[:, None]) / step
+    p = np.exp(-0.5 * z * z)
+    return (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -1,0 +1,1 @@
+"""``bedside train``, ``bedside convert`` and ``bedside eval``."""

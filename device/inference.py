@@ -1,0 +1,306 @@
+"""Running TFLite models on the device with LiteRT (never TensorFlow).
+
+- ``ai_edge_litert`` is the runtime; ``tflite_runtime`` is the fallback for older images.
+- Delegates are a registry (``cpu``, ``gpu``, ``edgetpu``): each knows how to load itself and
+  says clearly what is missing. A configured delegate that cannot load is fatal unless the
+  ``[models] fallback_to_cpu`` option allows running on the CPU instead.
+- Each ``.tflite`` has a manifest ``.json`` beside it. Before a model runs, the manifest is
+  checked against the file (sha256), against the device's own window definition
+  (``device.features``: role, rate, window, channels, normalisation) and against the
+  interpreter's input tensor; any mismatch is refused with a clear ``UserError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from device.config import doc, register_section
+from device.errors import UserError
+from device.features import SPECS, FeatureSpec
+
+#: The repository's shipped models (``models/`` beside the ``device`` package).
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+#: Manifest keys the device relies on.
+REQUIRED_KEYS = ("name", "task", "inputs", "features", "output", "quantization", "sha256", "target")
+
+
+@dataclass
+class ModelsConfig:
+    enabled: bool = doc(
+        "use shipped models where one fits the inputs and beat DSP in its cross-validation", True
+    )
+    dir: str = doc(
+        "folder of <task>_<inputs>_<arch>_<quant>.tflite models with .json manifests; "
+        "empty: the models/ folder shipped with the software",
+        "",
+    )
+    delegate: str = doc(
+        "where models run: cpu, gpu (needs delegate_path) or edgetpu (needs libedgetpu.so.1)", "cpu"
+    )
+    delegate_path: str = doc(
+        "gpu: path of the TFLite GPU delegate library the user built "
+        "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
+        "",
+    )
+    fallback_to_cpu: bool = doc(
+        "when the delegate cannot load, run on the CPU instead of refusing to start", False
+    )
+    threads: int = doc("interpreter threads per model", 1)
+    disable: list[str] = doc(
+        'model names (file stems) never to use, e.g. ["rr_ppg_cnn_int8"]', factory=list
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.delegate not in DELEGATES:
+            return (
+                "delegate",
+                f"unknown delegate {self.delegate!r}; choose from {', '.join(DELEGATES)}",
+            )
+        if self.threads < 1:
+            return "threads", "must be at least 1"
+        return None
+
+
+register_section("models", ModelsConfig)
+
+
+# -- runtime -----------------------------------------------------------------------------
+def interpreter_module() -> Any:
+    """The LiteRT interpreter module: ai_edge_litert, else tflite_runtime."""
+    try:
+        from ai_edge_litert import interpreter
+
+        return interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter  # type: ignore[import-not-found,unused-ignore]
+
+        return interpreter
+    except ImportError:
+        raise UserError(
+            "no TFLite runtime: neither ai_edge_litert nor tflite_runtime can be imported",
+            "pip install ai-edge-litert (or set [models] enabled = false to use signal processing)",
+        ) from None
+
+
+# -- delegates ---------------------------------------------------------------------------
+class Delegate(Protocol):
+    key: str
+    #: which model variant this delegate runs (manifest "target")
+    target: str
+
+    def load(self, cfg: ModelsConfig) -> list[Any]:
+        """The LiteRT delegate objects to pass to the interpreter (empty for plain CPU)."""
+
+
+class CpuDelegate:
+    key, target = "cpu", "cpu"
+
+    def load(self, cfg: ModelsConfig) -> list[Any]:
+        return []
+
+
+class GpuDelegate:
+    key, target = "gpu", "gpu"
+
+    def load(self, cfg: ModelsConfig) -> list[Any]:
+        if not cfg.delegate_path:
+            raise UserError(
+                '[models] delegate = "gpu" needs delegate_path',
+                "build libtensorflowlite_gpu_delegate.so for the board (e.g. a Jetson) and set "
+                "[models] delegate_path to it; no prebuilt GPU delegate exists for Linux",
+            )
+        try:
+            return [interpreter_module().load_delegate(cfg.delegate_path)]
+        except (ValueError, OSError, RuntimeError) as e:
+            raise UserError(
+                f"GPU delegate {cfg.delegate_path} failed to load ({e})",
+                "check the path and that it was built for this board",
+            ) from None
+
+
+class EdgeTpuDelegate:
+    key, target = "edgetpu", "edgetpu"
+    library = "libedgetpu.so.1"
+
+    def load(self, cfg: ModelsConfig) -> list[Any]:
+        try:
+            return [interpreter_module().load_delegate(self.library)]
+        except (ValueError, OSError, RuntimeError) as e:
+            raise UserError(
+                f"Edge TPU delegate {self.library} failed to load ({str(e).strip() or 'not found'})",
+                "install the Edge TPU runtime (apt package libedgetpu1-std from Coral's repository) "
+                'and plug in the accelerator, or set [models] delegate = "cpu"',
+            ) from None
+
+
+DELEGATES: dict[str, Delegate] = {
+    d.key: d for d in (CpuDelegate(), GpuDelegate(), EdgeTpuDelegate())
+}
+
+
+# -- manifests ---------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(tflite: Path) -> dict[str, Any]:
+    path = tflite.with_suffix(".json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"{tflite}: no manifest {path.name} beside it",
+            "ship each model with the manifest written by 'bedside convert'",
+        ) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(
+            f"{path}: unreadable manifest ({e})", "regenerate it with 'bedside convert'"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path}: manifest is not a JSON object", "regenerate it with 'bedside convert'"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise UserError(
+            f"{path}: manifest lacks {', '.join(missing)}", "regenerate it with 'bedside convert'"
+        )
+    return data
+
+
+def spec_mismatch(manifest_features: dict[str, Any], spec: FeatureSpec) -> str | None:
+    """The first difference between a manifest's window definition and the device's, or None."""
+    mine = json.loads(json.dumps(spec.to_manifest()))  # tuples -> lists, as in JSON
+    for key in (
+        "role",
+        "input_fs_hz",
+        "fs_hz",
+        "decimate",
+        "window_s",
+        "hop_s",
+        "n_samples",
+        "channels",
+        "normalisation",
+        "transform",
+        "acf_max_lag_s",
+        "model_input_shape",
+        "version",
+    ):
+        if manifest_features.get(key) != mine.get(key):
+            return f"{key}: model has {manifest_features.get(key)!r}, device computes {mine.get(key)!r}"
+    return None
+
+
+def check_manifest(
+    tflite: Path, manifest: dict[str, Any], roles: set[str] | None = None
+) -> FeatureSpec:
+    """Check a manifest against the file, the device's window definition and the roles."""
+    feats = manifest["features"]
+    name = feats.get("name") if isinstance(feats, dict) else None
+    spec = SPECS.get(str(name))
+    if spec is None:
+        raise UserError(
+            f"{tflite}: manifest window definition {name!r} is unknown to this device",
+            f"known: {', '.join(SPECS)}; use a model converted for this software version",
+        )
+    problem = spec_mismatch(feats, spec)
+    if problem:
+        raise UserError(
+            f"{tflite}: manifest does not match the device's input ({problem})",
+            "retrain/convert the model with this software version, or remove it from the models dir",
+        )
+    if roles is not None and spec.role not in roles:
+        raise UserError(
+            f"{tflite}: model needs role {spec.role!r}, the input has {', '.join(sorted(roles)) or 'none'}",
+            "use a model for the roles the device has",
+        )
+    digest = sha256_file(tflite)
+    if digest != manifest["sha256"]:
+        raise UserError(
+            f"{tflite}: sha256 {digest[:12]}... differs from its manifest's {str(manifest['sha256'])[:12]}...",
+            "the model file or manifest was altered; reinstall both",
+        )
+    return spec
+
+
+# -- a loaded model ----------------------------------------------------------------------
+class TfliteModel:
+    """One interpreter: float windows in, float outputs out (quantizing where the model is int8)."""
+
+    def __init__(
+        self, path: Path, cfg: ModelsConfig | None = None, roles: set[str] | None = None
+    ) -> None:
+        cfg = cfg or ModelsConfig()
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.spec = check_manifest(self.path, self.manifest, roles)
+        self.name = str(self.manifest["name"])
+        delegate = DELEGATES[cfg.delegate]
+        try:
+            delegates = delegate.load(cfg)
+        except UserError:
+            if not cfg.fallback_to_cpu:
+                raise
+            delegates = []
+        mod = interpreter_module()
+        try:
+            self._interp = mod.Interpreter(
+                model_path=str(self.path),
+                experimental_delegates=delegates or None,
+                num_threads=cfg.threads,
+            )
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise UserError(
+                f"{self.path}: LiteRT cannot load the model ({e})",
+                "reconvert it with 'bedside convert' for this delegate",
+            ) from None
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        want = (1, *self.spec.shape)
+        if tuple(int(v) for v in self._in["shape"]) != want:
+            raise UserError(
+                f"{self.path}: input tensor shape {tuple(self._in['shape'])} is not {want} "
+                "(the manifest's window)",
+                "reconvert the model from its training output",
+            )
+
+    def run(self, window: np.ndarray) -> np.ndarray:
+        """One window (n_samples, channels) -> the model's output vector as float."""
+        x = np.asarray(window, dtype=np.float32)[None, ...]
+        dt = self._in["dtype"]
+        if dt != np.float32:
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(dt)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dt)
+        self._interp.set_tensor(self._in["index"], x)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out["index"])[0]
+        if self._out["dtype"] != np.float32:
+            scale, zero = self._out["quantization"]
+            return np.asarray((y.astype(np.float32) - zero) * scale, dtype=np.float32)
+        return np.asarray(y, dtype=np.float32)
+
+
+def models_dir(cfg: ModelsConfig | None) -> Path:
+    return Path(cfg.dir) if cfg is not None and cfg.dir else DEFAULT_MODELS_DIR
+
+
+def shipped_models(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, manifest) of every model with a readable manifest in ``directory``."""
+    out = []
+    for p in sorted(directory.glob("*.tflite")):
+        try:
+            out.append((p, read_manifest(p)))
+        except UserError:
+            continue  # reported when chosen; an unrelated file must not stop the device
+    return out
