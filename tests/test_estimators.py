@@ -1,0 +1,124 @@
+"""Signal-processing HR/RR estimators: beat counting rules, children's rates, the HR step
+response, and an accuracy regression on real BIDMC records."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.estimators.dsp import BeatIntervalHR, BreathIntervalRR, corrected_beats
+from device.pipeline import run_recording
+from device.recording import Recording, read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = "bidmc/bidmc_csv/bidmc_09_Signals.csv.gz"  # sinus rhythm ~77 bpm, clean ECG and PPG
+FS = 125.0
+
+
+@pytest.fixture(scope="module")
+def record(shared_data: Path) -> Recording:
+    return read_csv(shared_data / RECORD)
+
+
+def time_scaled(x: np.ndarray, fs_hz: float, factor: float, duration_s: float) -> np.ndarray:
+    """``x`` played ``factor`` times faster (every rate in it multiplied by ``factor``)."""
+    t = np.arange(int(duration_s * fs_hz)) / fs_hz * factor
+    return np.interp(t, np.arange(len(x)) / fs_hz, x)
+
+
+def hr_of(role: str, x: np.ndarray) -> np.ndarray:
+    vit = run_recording({role: x}, FS, estimators=[BeatIntervalHR(role)])
+    return np.array([np.nan if v.hr_bpm is None else v.hr_bpm for v in vit])
+
+
+def native_bpm(rec: Recording, role: str, start_s: float) -> float:
+    seg = rec.excerpt(start_s, start_s + 60.0).role(role).copy()
+    return float(np.nanmedian(hr_of(role, seg)[15:]))
+
+
+# -- counting rules (unit) ---------------------------------------------------------------
+def test_irregular_rhythm_counts_every_beat() -> None:
+    rng = np.random.default_rng(1)
+    ibi = rng.uniform(0.45, 1.1, 12)  # atrial fibrillation: intervals vary by +-40 %
+    beats, span, kept = corrected_beats(ibi, ibi)
+    assert beats == 12 and span == pytest.approx(ibi.sum()) and kept == 1.0
+
+
+def test_ectopic_beat_and_compensatory_pause_both_count() -> None:
+    ibi = np.array([0.8] * 5 + [0.45, 1.15] + [0.8] * 5)
+    beats, span, _ = corrected_beats(ibi, ibi)
+    assert 60 * beats / span == pytest.approx(75.0)  # not biased low by dropping the short one
+
+
+def test_missed_and_extra_detections_are_corrected_in_regular_rhythm() -> None:
+    missed = np.array([0.8] * 6 + [1.6] + [0.8] * 5)
+    beats, span, kept = corrected_beats(missed, missed)
+    assert 60 * beats / span == pytest.approx(75.0) and kept < 1.0
+    extra = np.array([0.8] * 6 + [0.3, 0.5] + [0.8] * 4)
+    beats, span, _ = corrected_beats(extra, extra)
+    assert 60 * beats / span == pytest.approx(75.0)
+
+
+def test_flat_signal_gives_none() -> None:
+    for est in (BeatIntervalHR("ppg"), BeatIntervalHR("ecg"), BreathIntervalRR("resp")):
+        for k in range(20):
+            est.push(np.full(int(est.fs_hz), 0.5))
+            e = est.estimate(k + 1.0)
+            assert e.value is None and 0.0 <= e.quality <= 1.0
+
+
+# -- real signals ------------------------------------------------------------------------
+@pytest.mark.parametrize("role", ["ppg", "ecg"])
+@pytest.mark.parametrize("target", [160.0, 200.0])
+def test_childrens_heart_rate(record: Recording, role: str, target: float) -> None:
+    start = 100.0
+    nat = native_bpm(record, role, start)
+    x = time_scaled(record.excerpt(start, start + 120.0).role(role), FS, target / nat, 40.0)
+    hr = hr_of(role, x)[15:]
+    assert np.isfinite(hr).mean() > 0.9
+    assert abs(float(np.nanmedian(hr)) - target) < 2.0
+
+
+@pytest.mark.parametrize("role", ["ppg", "ecg"])
+def test_hr_step_response_within_7_s(record: Recording, role: str) -> None:
+    """80 -> 130 bpm (issue 4): the displayed HR covers 90 % of the step within 7 s of
+    signal time."""
+    start = 100.0
+    nat = native_bpm(record, role, start)
+    x = record.excerpt(start, start + 120.0).role(role)
+    step_s = 40.0
+    sig = np.concatenate(
+        (time_scaled(x, FS, 80.0 / nat, step_s), time_scaled(x[2000:], FS, 130.0 / nat, 30.0))
+    )
+    hr = hr_of(role, sig)
+    t = np.arange(1, len(hr) + 1, dtype=float)
+    before = float(np.nanmean(hr[(t > step_s - 10) & (t <= step_s)]))
+    after = float(np.nanmean(hr[t > step_s + 15]))
+    assert abs(before - 80.0) < 2.0 and abs(after - 130.0) < 2.0
+    reached = t[(t > step_s) & (hr >= before + 0.9 * (after - before))]
+    assert len(reached) and reached[0] - step_s <= 7.0
+    # and it does not overshoot the new rate
+    assert float(np.nanmax(hr[t > step_s])) < after + 3.0
+
+
+@pytest.mark.slow
+def test_accuracy_regression(shared_data: Path) -> None:
+    """Per-record MAE against the monitor's HR and the annotated breaths, on three records
+    (clean sinus, frequent ectopy, atrial fibrillation-like). Bounds are the values measured
+    when the estimators were written plus a margin; a change that loses accuracy fails."""
+    sys.path.insert(0, str(ROOT))
+    from bench.accuracy import evaluate
+
+    bounds = {  # record -> task -> MAE bound (measured: see bench/results/accuracy.json)
+        "bidmc_09": {"hr_ppg": 0.6, "hr_ecg": 0.6, "rr_resp": 0.3},
+        "bidmc_17": {"hr_ppg": 1.6, "hr_ecg": 1.8, "rr_resp": 0.6},
+        "bidmc_28": {"hr_ppg": 2.8, "hr_ecg": 2.6, "rr_resp": 0.5},
+    }
+    for name, tasks in bounds.items():
+        res, _, _ = evaluate(shared_data / "bidmc" / "bidmc_csv" / f"{name}_Signals.csv.gz", list(tasks))
+        for task, bound in tasks.items():
+            assert res[task]["coverage"] >= 0.9, (name, task, res[task])
+            assert res[task]["mae"] <= bound, (name, task, res[task])
