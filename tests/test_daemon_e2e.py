@@ -25,8 +25,6 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 #: 0.22 bpm on this excerpt (seconds 32-210); 1.0 bpm leaves room without hiding a broken path
 HR_MAE_TOLERANCE_BPM = 1.0
 
-pytestmark = pytest.mark.e2e
-
 
 def start_daemon(broker_url: str, *extra: str, replay: Path, log: Path) -> subprocess.Popen[bytes]:
     cmd = [
@@ -63,6 +61,7 @@ def retained_status(broker, mqtt_listener):  # type: ignore[no-untyped-def]
     return msg.json()
 
 
+@pytest.mark.e2e
 def test_replay_vitals_agree_with_reference_and_with_process(
     mosquitto,
     mqtt_listener,
@@ -134,6 +133,7 @@ def test_replay_vitals_agree_with_reference_and_with_process(
     assert final["counters"]["vitals"] == 210
 
 
+@pytest.mark.e2e
 def test_status_online_retained_then_offline_on_sigterm(
     mosquitto,
     mqtt_listener,
@@ -171,6 +171,7 @@ def test_status_online_retained_then_offline_on_sigterm(
     assert final["state"] == "offline" and final["reason"] == "stopped"
 
 
+@pytest.mark.e2e
 def test_last_will_says_offline_after_sigkill(
     mosquitto,
     mqtt_listener,
@@ -220,6 +221,7 @@ def _flat_ppg_recording(excerpt: Path, out: Path, flat_from_s: float, length_s: 
     return out
 
 
+@pytest.mark.e2e
 def test_alarm_published_at_qos1_and_acknowledged_over_mqtt(
     mosquitto,
     mqtt_listener,
@@ -278,6 +280,7 @@ def test_alarm_published_at_qos1_and_acknowledged_over_mqtt(
     assert any(a["id"] == body["id"] and a["state"] == "acknowledged" for a in final["alarms"])
 
 
+@pytest.mark.e2e
 def test_broker_down_at_start_daemon_keeps_running_and_delivers_alarms(
     mosquitto_factory,
     mqtt_listener,
@@ -351,3 +354,130 @@ def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 1 and "mqtt.broker" in r.stderr
+
+
+# -- the shell's parts, in-process -------------------------------------------------------
+def test_replay_source_delivers_every_sample_once_in_lock_step(excerpt) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from device.sources.base import FrameQueue
+    from device.sources.replay import ReplaySource
+
+    rec = read_csv(excerpt).excerpt(0, 30)
+    src = ReplaySource(rec, speed=200)
+    q = FrameQueue()
+    stop = threading.Event()
+    src.start(q, stop)
+    frames = []
+    deadline = time.monotonic() + 30
+    while not (src.finished and q.qsize() == 0) and time.monotonic() < deadline:
+        f = q.get(timeout=0.1)
+        if f is not None:
+            frames.append(f)
+    src.join(5)
+    assert src.finished and frames
+    for f in frames:  # every frame covers the same span on every role
+        assert len({len(x) for x in f.samples.values()}) == 1
+    for role, x in rec.role_signals().items():
+        assert np.array_equal(np.concatenate([f.samples[role] for f in frames]), x)
+    assert src.status()["signal_s"] == 30.0 and q.dropped_frames == 0
+
+    looping = ReplaySource(rec.excerpt(0, 2), speed=200, loop=True)
+    q2 = FrameQueue()
+    stop2 = threading.Event()
+    looping.start(q2, stop2)
+    assert _until(lambda: looping.status()["loops"] >= 2, 20)
+    stop2.set()
+    looping.join(5)
+    assert not looping.finished
+
+
+def _until(pred, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return bool(pred())
+
+
+class _BurstThenSilent:
+    """A live source (wall-clocked) that delivers 20 s of a real recording at once and then
+    nothing, like a sensor board whose cable was pulled (and which does not report it)."""
+
+    live = True
+
+    def __init__(self, rec: Recording) -> None:
+        self.name = "burst"
+        self.roles = dict.fromkeys(rec.roles, rec.fs_hz)
+        self._signals = {r: x[: int(20 * rec.fs_hz)] for r, x in rec.role_signals().items()}
+        self._thread = None
+
+    def start(self, out, stop) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        from device.sources.base import Frame
+
+        def run() -> None:
+            out.put(Frame(self.name, dict(self._signals), wall_s=time.monotonic()))
+            stop.wait()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout=None) -> None:  # type: ignore[no-untyped-def]
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def status(self) -> dict[str, object]:
+        return {"type": "test-burst"}
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+
+@pytest.mark.e2e
+def test_silent_live_source_is_gapped_and_raises_signal_lost(
+    mosquitto,
+    mqtt_listener,
+    excerpt,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+
+    from device.daemon import Daemon
+    from device.publisher import Outbox, Publisher
+
+    cfg = load_config(None)
+    cfg.mqtt.broker = mosquitto.url
+    station = mqtt_listener(mosquitto, "bedside/gaptest/#")
+    stop = threading.Event()
+    daemon = Daemon(
+        cfg,
+        [_BurstThenSilent(read_csv(excerpt))],
+        Publisher(cfg.mqtt, "gaptest", Outbox(None)),
+        stop=stop,
+        bed="gaptest",
+    )
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(daemon.run()))
+    worker.start()
+    try:
+        assert station.wait_for(
+            lambda ms: any(
+                m.topic.endswith("/alarms") and m.json()["condition"] == "signal_lost" for m in ms
+            ),
+            30,
+        )
+    finally:
+        stop.set()
+        worker.join(20)
+    assert result == [0]
+    lost = [m.json() for m in station.on("/alarms") if m.json()["condition"] == "signal_lost"]
+    assert {a["role"] for a in lost} <= {"ecg", "ppg", "resp"}
+    vitals = [m.json() for m in station.on("/vitals")]
+    # the clock kept going past the 20 s delivered, and those seconds have no made-up values
+    assert vitals[-1]["t_s"] > 21
+    assert all(v["hr_bpm"] is None for v in vitals if v["t_s"] >= 24)
+    assert sum(daemon._clocks["burst"].gap_samples.values()) > 0
+    assert daemon.live and daemon.monitor.epoch_s > 0  # live alarm ids are unique across restarts
