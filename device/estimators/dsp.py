@@ -21,6 +21,8 @@ HR_MIN_BPM = 25.0
 #: separately, from the time since the last breath).
 RR_MAX_BPM = 70.0
 RR_MIN_BPM = 3.0
+#: Two breaths closer than this fraction of the window's dominant breathing period are one.
+_MIN_BREATH_FRACTION = 0.5
 
 #: Raw-signal spread below which a channel is called flat (sensor off, lead off). Units are
 #: those of the channel; BIDMC channels are normalised to roughly 0..1, boards give counts,
@@ -95,7 +97,7 @@ _T_WAVE_S = 0.36
 _T_WAVE_RATIO = 0.3
 #: Beat shape window (s before, s after the fiducial point) for the template quality: the
 #: QRS for ECG, the upstroke and early diastole for PPG.
-_SEGMENT_S = {"ecg": (0.1, 0.1), "ppg": (0.3, 0.3)}
+_SEGMENT_S = {"ecg": (0.25, 0.25), "ppg": (0.3, 0.3)}
 #: With no beat for this long (or 2.5 intervals), the rate is withdrawn.
 _STALE_S = 3.0
 _KEEP_BEATS = 64
@@ -206,7 +208,7 @@ class BeatIntervalHR(_Windowed):
             self._t.append((ab + off) / self.fs_hz)
             self._idx.append(ab)
             self._h.append(float(h))
-            self._corr.append(self._template_corr(y, peaks, int(p)))
+            self._corr.append(self._template_corr(f, peaks, int(p)))
             self._valid.append(valid)
             last = ab
         if len(self._t) > _KEEP_BEATS:
@@ -319,13 +321,29 @@ class BreathIntervalRR(_Windowed):
         y, raw, gap, t0 = self.window(self.window_s)
         if len(y) < self.fs_hz * 8 or self.flat(raw):
             return np.zeros(0), float(gap.mean()) if len(gap) else 1.0
+        # Spectral cross-check: the dominant breathing period of the window sets how close two
+        # breaths may be. Cardiac oscillation riding on the impedance (and the notch it cuts
+        # into a slow breath) splits one breath into two peaks; a real breath is rarely
+        # shorter than half the typical one.
+        period_s = self.dominant_period_s(y)
+        min_gap_s = max(60.0 / RR_MAX_BPM, _MIN_BREATH_FRACTION * period_s)
         peaks, _ = find_peaks(
-            y, distance=max(1, int(self.fs_hz * 60.0 / RR_MAX_BPM)), prominence=0.3 * robust_range(y)
+            y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=0.3 * robust_range(y)
         )
         peaks = peaks[(peaks > 0) & (peaks < len(y) - 1)]
         peaks = peaks[~gap[peaks]]
         off = parabolic_peak_offset(y[peaks - 1], y[peaks], y[peaks + 1])
         return t0 + (peaks + off) / self.fs_hz, float(gap.mean())
+
+    def dominant_period_s(self, y: np.ndarray) -> float:
+        """Period of the strongest breathing-band component of ``y`` (Hann-windowed FFT)."""
+        n = len(y)
+        spec = np.abs(np.fft.rfft((y - y.mean()) * np.hanning(n), n=max(n, 1024))) ** 2
+        f = np.fft.rfftfreq(max(n, 1024), 1.0 / self.fs_hz)
+        band = (f >= RR_MIN_BPM / 60.0) & (f <= RR_MAX_BPM / 60.0)
+        if not band.any() or spec[band].max() <= 0.0:
+            return 60.0 / RR_MAX_BPM
+        return float(1.0 / f[band][np.argmax(spec[band])])
 
     def estimate(self, t_s: float) -> Estimate:
         times, gap_share = self.breaths()
