@@ -25,7 +25,7 @@ def time_scale(x: np.ndarray, factor: float) -> np.ndarray:
     """Play ``x`` ``factor`` times faster (factor > 1 shortens it and raises its rates)."""
     n_out = int(round(len(x) / factor))
     pos = np.arange(n_out) * factor
-    return np.interp(pos, np.arange(len(x)), x)
+    return np.asarray(np.interp(pos, np.arange(len(x)), x))
 
 
 def hr_step(
