@@ -1,0 +1,156 @@
+"""Daemon cost per bed while reading a live 125 Hz serial stream in real time.
+
+Three real processes, as on a ward: ``bedside replay --to pty`` plays a BIDMC record as
+HealthyPi packets at real time into a pseudo-terminal; ``bedside run --serial PTY`` (the
+daemon) reads it, estimates HR/RR once per second and publishes to a Mosquitto broker
+started here on a free loopback port. The daemon's CPU time (utime + stime from /proc) over
+``--seconds`` of steady streaming, after a warm-up, gives its share of one core; its peak RSS
+is VmHWM. Targets: <= 2 % of one core, <= 80 MB.
+
+    .venv/bin/python bench/serial_daemon.py [--seconds 60] [--out bench/results/serial_daemon.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT.parent / "shared/data/bidmc/bidmc_csv/bidmc_02_Signals.csv.gz"
+BUNDLED = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--warmup", type=float, default=15.0, help="seconds before measuring (start-up, imports)"
+    )
+    ap.add_argument("--out", default=str(ROOT / "bench/results/serial_daemon.json"))
+    args = ap.parse_args()
+    record = RECORD if RECORD.exists() else BUNDLED
+    if shutil.which("mosquitto") is None:
+        print("mosquitto not installed: apt-get install -y mosquitto", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
+    port = free_port()
+    (tmp / "mq.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    procs: list[subprocess.Popen[str]] = []
+    py = [sys.executable, "-m", "device"]
+    try:
+        procs.append(
+            subprocess.Popen(
+                ["mosquitto", "-c", str(tmp / "mq.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+        replay = subprocess.Popen(
+            [*py, "replay", str(record), "--to", "pty", "--format", "openview", "--loop"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(replay)
+        assert replay.stdout is not None
+        pty = replay.stdout.readline().strip()
+        daemon = subprocess.Popen(
+            [
+                *py,
+                "run",
+                "--serial",
+                pty,
+                "--format",
+                "openview",
+                "--fs",
+                "125",
+                "--bed",
+                "bench",
+                "--broker",
+                f"mqtt://127.0.0.1:{port}",
+                "--outbox",
+                str(tmp / "outbox.jsonl"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "daemon.log", "w"),
+            text=True,  # noqa: SIM115
+        )
+        procs.append(daemon)
+        time.sleep(args.warmup)
+        if daemon.poll() is not None:
+            print((tmp / "daemon.log").read_text(), file=sys.stderr)
+            return 1
+        c0, t0 = cpu_s(daemon.pid), time.monotonic()
+        rss_start = status_kb(daemon.pid, "VmRSS")
+        time.sleep(args.seconds)
+        c1, t1 = cpu_s(daemon.pid), time.monotonic()
+        peak_kb = status_kb(daemon.pid, "VmHWM")
+        rss_kb = status_kb(daemon.pid, "VmRSS")
+        threads = status_kb(daemon.pid, "Threads")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
+    result = {
+        "what": "bedside run --serial reading a live 125 Hz HealthyPi packet stream from a pty in real time, "
+        "publishing to Mosquitto; CPU share of one core over the window after warm-up, peak RSS (VmHWM)",
+        "record": record.name,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "window_s": round(t1 - t0, 1),
+        "warmup_s": args.warmup,
+        "cpu_percent_of_one_core": round(cpu_pct, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "rss_mb_at_start_of_window": round(rss_start / 1024, 1),
+        "rss_mb_at_end": round(rss_kb / 1024, 1),
+        "threads": threads,
+        "targets": {"cpu_percent_of_one_core": 2.0, "peak_rss_mb": 80.0},
+        "meets_targets": cpu_pct <= 2.0 and peak_kb / 1024 <= 80.0,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
