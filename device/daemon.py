@@ -105,6 +105,7 @@ class Daemon:
         self.publisher.set_status(self._status())
         self.publisher.start()
         started: list[Source] = []
+        failed = False
         try:
             now = time.monotonic()
             for s in self.sources:
@@ -136,17 +137,25 @@ class Daemon:
                 ):
                     log.info("replay finished at t=%.0f s of signal", self.monitor.t_s)
                     break
+        except BaseException:
+            failed = True
+            raise
         finally:
             self.stop.set()
             for s in reversed(started):
                 s.join(timeout=5.0)
-            # what the sources delivered before they stopped is still processed and published
-            while (frame := self.queue.get(timeout=0)) is not None:
-                self._take(frame)
-            self._publish(self.monitor.step())
-            self._apply_commands()
-            self.publisher.set_status(self._status())
-            self.publisher.stop()
+            try:
+                if not failed:
+                    # what the sources delivered before they stopped is still processed and
+                    # published
+                    while (frame := self.queue.get(timeout=0)) is not None:
+                        self._take(frame)
+                    self._publish(self.monitor.step())
+                    self._apply_commands()
+                self.publisher.set_status(self._status())
+            finally:
+                # even after a crash of the core the ward learns at once that the bed is offline
+                self.publisher.stop(reason="error" if failed else "stopped")
         return 0
 
     # -- frames, gaps, messages ------------------------------------------------------------

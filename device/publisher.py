@@ -250,7 +250,7 @@ class Publisher:
         self.client.connect_async(self.host, self.port, keepalive=max(1, int(self.cfg.keepalive_s)))
         self.client.loop_start()
 
-    def stop(self, timeout_s: float = 5.0) -> bool:
+    def stop(self, timeout_s: float = 5.0, reason: str = "stopped") -> bool:
         """Deliver what is pending, publish the retained ``offline`` status, disconnect.
 
         Returns True when the broker acknowledged the ``offline`` status. Alarms still not
@@ -265,7 +265,7 @@ class Publisher:
             with self._lock:
                 self._stopping = True
             info = self.client.publish(
-                self.topic_status, self._status_payload("offline", "stopped"), qos=1, retain=True
+                self.topic_status, self._status_payload("offline", reason), qos=1, retain=True
             )
             try:
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
