@@ -8,12 +8,17 @@ on the pty's slave path); its frames drive the real Monitor, as in the daemon.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +289,177 @@ def test_unplug_and_replug_raises_and_clears_signal_lost(
     assert sum("port lost" in m or "cannot open" in m for m in msgs) == 1, msgs
     assert sum("port back" in m for m in msgs) == 1, msgs
     assert r.source.open_attempts >= 4  # it did retry several times
+
+
+# -- the real daemon, end to end ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    """A real Mosquitto on a free loopback port."""
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto not installed (apt-get install -y mosquitto)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+class Subscriber:
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self._add(m.topic, json.loads(m.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def _add(self, topic: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.messages.append((topic, payload))
+
+    def of(self, leaf: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for t, p in self.messages if t.endswith("/" + leaf)]
+
+    def wait(self, cond: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return cond()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def start_replay(start_s: float, speed: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "replay",
+            str(RECORD),
+            "--to",
+            "pty",
+            "--format",
+            "openview",
+            "--speed",
+            str(speed),
+            "--start",
+            str(start_s),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def repoint(link: Path, target: str) -> None:
+    tmp = link.with_suffix(".new")
+    tmp.symlink_to(target)
+    tmp.replace(link)  # atomic, like udev updating its symlink
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@needs_bidmc
+def test_daemon_reads_pty_publishes_reference_hr_and_signal_lost(
+    tmp_path: Path, broker: int
+) -> None:
+    """bedside replay -> pty -> `python -m device run --serial` -> Mosquitto -> subscriber;
+    the pty is closed (replay killed) and a new one appears at the same path."""
+    speed = 4.0
+    link = tmp_path / "ttyBED"
+    sub = Subscriber(broker, "bedside/e2e/#")
+    replay, pty = start_replay(0.0, speed)
+    repoint(link, pty)
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "run",
+            "--serial",
+            str(link),
+            "--format",
+            "openview",
+            "--fs",
+            "125",
+            "--bed",
+            "e2e",
+            "--broker",
+            f"mqtt://127.0.0.1:{broker}",
+            "--outbox",
+            str(tmp_path / "outbox.jsonl"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    replay2 = None
+    try:
+        assert sub.wait(lambda: any(v["t_s"] >= 30 for v in sub.of("vitals")), 30), daemon.stderr
+        ref = load_bidmc_reference(RECORD, duration_s=120)
+        vit = [v for v in sub.of("vitals") if 12 <= v["t_s"] <= 30]
+        errs = [
+            abs(v["hr_bpm"] - ref.hr_bpm[int(v["t_s"])]) for v in vit if v["hr_bpm"] is not None
+        ]
+        assert len(errs) >= len(vit) - 2 and float(np.mean(errs)) < 4.0, errs
+        # unplug: the replay dies, its pty closes, the udev-like symlink goes away
+        replay.terminate()
+        replay.wait(10)
+        link.unlink()
+        t_before = max(v["t_s"] for v in sub.of("vitals"))
+
+        def lost(state: str) -> list[dict[str, Any]]:
+            return [
+                a
+                for a in sub.of("alarms")
+                if a["condition"] == "signal_lost" and a["state"] == state
+            ]
+
+        assert sub.wait(lambda: bool(lost("active")), 10), [a for a in sub.of("alarms")]
+        assert min(a["onset_t_s"] for a in lost("active")) - t_before <= 4.0
+        # plugged back: a new pty at the same path
+        replay2, pty2 = start_replay(40.0, speed)
+        repoint(link, pty2)
+        assert sub.wait(lambda: bool(lost("cleared")), 20), [a for a in sub.of("alarms")]
+        n = len(sub.of("vitals"))
+        assert sub.wait(lambda: any(v["hr_bpm"] is not None for v in sub.of("vitals")[n:]), 20)
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=20)
+        for p in (replay, replay2):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        sub.close()
+    assert daemon.returncode == 0, err[-2000:]
+    assert sum("port lost" in line for line in err.splitlines()) == 1, err[-3000:]
+    assert sum("port back" in line for line in err.splitlines()) == 1, err[-3000:]
