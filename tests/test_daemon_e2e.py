@@ -481,3 +481,46 @@ def test_silent_live_source_is_gapped_and_raises_signal_lost(
     assert all(v["hr_bpm"] is None for v in vitals if v["t_s"] >= 24)
     assert sum(daemon._clocks["burst"].gap_samples.values()) > 0
     assert daemon.live and daemon.monitor.epoch_s > 0  # live alarm ids are unique across restarts
+
+
+@pytest.mark.e2e
+def test_alarm_raised_without_broker_is_delivered_by_the_next_daemon_run(
+    mosquitto_factory,
+    mqtt_listener,
+    excerpt,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    broker = mosquitto_factory(start=False)  # the ward's broker is down
+    outbox = tmp_path / "ob.jsonl"
+    rec = _flat_ppg_recording(excerpt, tmp_path / "ppg_off.csv.gz", flat_from_s=10, length_s=40)
+    first = start_daemon(
+        broker.url, "--speed", "20", "--outbox", str(outbox), replay=rec, log=tmp_path / "first.log"
+    )
+    try:
+        assert first.wait(60) == 0, (tmp_path / "first.log").read_text()
+    finally:
+        stop(first, signal.SIGKILL)
+    assert "sensor_off" in outbox.read_text()  # kept on disk when the daemon exited
+
+    broker.start()
+    station = mqtt_listener(broker, f"bedside/{BED}/alarms")
+    second = start_daemon(
+        broker.url,
+        "--speed",
+        "20",
+        "--loop",
+        "--outbox",
+        str(outbox),
+        replay=excerpt,
+        log=tmp_path / "second.log",
+    )
+    try:
+        assert station.wait_for(
+            lambda ms: any(m.json()["condition"] == "sensor_off" for m in ms), 30
+        )
+        assert _until(lambda: outbox.read_text() == "", 10), (
+            "acknowledged alarm still in the outbox"
+        )
+        assert stop(second, signal.SIGTERM) == 0
+    finally:
+        stop(second, signal.SIGKILL)

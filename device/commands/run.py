@@ -12,8 +12,8 @@ Flags override the config file; without a config file the flags are enough to ru
 SIGTERM and SIGINT stop it cleanly (exit 0); a replay without --loop ends when it is done.
 
 Examples:
-  bedside run --replay device/data/bidmc_09_excerpt.csv.gz --speed 10 --bed icu-3 \
-      --broker mqtt://127.0.0.1:1883
+  bedside run --replay device/data/bidmc_09_excerpt.csv.gz --speed 10 --bed icu-3
+  bedside run --replay rec.csv.gz --loop --use ppg --broker mqtt://10.0.0.2:1883
   bedside run --serial /dev/ttyACM0@115200 --format openview --bed icu-3
   bedside run --serial /dev/ttyUSB0 --format text --fs 250 --broker mqtt://broker.ward:1883
   bedside run --audio "USB Audio" --audio-rate 8000 --bed ward2-7
