@@ -24,13 +24,10 @@ RRUJO = ROOT.parent / "shared" / "data" / "rrujo" / "Database"
 #: Thinklabs stethoscope, 8000 Hz, paced at 10 breaths/min
 WAV = RRUJO / "Dataset ThinklabsO" / "10" / "2023022213102.wav"
 
-pytestmark = [
-    pytest.mark.skipif(
-        ctypes.util.find_library("portaudio") is None,
-        reason="PortAudio library missing: apt-get install libportaudio2",
-    ),
-    pytest.mark.e2e,
-]
+needs_portaudio = pytest.mark.skipif(
+    ctypes.util.find_library("portaudio") is None,
+    reason="PortAudio library missing: apt-get install libportaudio2",
+)
 
 CAPTURE = textwrap.dedent(
     """
@@ -99,6 +96,8 @@ def capture(env: dict[str, str], fs: float, seconds: int, keep: int) -> dict[str
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
+@needs_portaudio
 @pytest.mark.skipif(not WAV.exists(), reason=f"RRuJO recording not found at {WAV}")
 def test_capture_from_alsa_file_device_gives_the_paced_breathing_rate(tmp_path: Path) -> None:
     env, raw = alsa_home(tmp_path, WAV)
@@ -116,6 +115,7 @@ def test_capture_from_alsa_file_device_gives_the_paced_breathing_rate(tmp_path: 
     assert abs(float(np.median(rr)) - 10.0) < 1.0, rr
 
 
+@needs_portaudio
 def test_unknown_device_is_a_clear_error(tmp_path: Path) -> None:
     code = (
         "from device.errors import UserError\n"
@@ -131,3 +131,26 @@ def test_unknown_device_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stderr
     assert "no such microphone" in p.stdout and "python -m sounddevice" in p.stdout
+
+
+def test_missing_portaudio_library_names_the_package(tmp_path: Path) -> None:
+    # sounddevice looks the shared library up with ctypes.util.find_library; a child process in
+    # which that lookup finds nothing sees what a machine without libportaudio2 sees
+    code = (
+        "import ctypes.util\n"
+        "ctypes.util.find_library = lambda name: None\n"
+        "from device.errors import UserError\n"
+        "from device.sources.audio import AudioConfig, AudioSource\n"
+        "try:\n"
+        "    AudioSource(AudioConfig(device='default'))\n"
+        "except UserError as e:\n"
+        "    print(e.message)\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    if "PortAudio library" not in p.stdout:
+        pytest.skip(f"this sounddevice build finds PortAudio another way: {p.stdout!r}")
+    assert "apt-get install libportaudio2" in p.stdout

@@ -41,7 +41,9 @@ def packets(n: int, seed: int = 0) -> tuple[bytes, dict[str, np.ndarray]]:
     return encode_packets(HEALTHYPI5, raw), raw
 
 
-def feed_chunks(parser: OpenViewParser | TextLineParser, data: bytes, chunk: int) -> dict[str, np.ndarray]:
+def feed_chunks(
+    parser: OpenViewParser | TextLineParser, data: bytes, chunk: int
+) -> dict[str, np.ndarray]:
     out: dict[str, list[np.ndarray]] = {}
     for a in range(0, len(data), chunk):
         d = parser.feed(data[a : a + chunk])
@@ -65,7 +67,8 @@ def test_round_trip_any_chunking(chunk: int) -> None:
     for name, v in raw.items():
         np.testing.assert_array_equal(got[name], v)
     c = p.counters
-    assert (c.bytes, c.good_frames, c.bad_frames, c.resyncs, c.discarded_bytes) == (len(data), 300, 0, 0, 0)
+    got_counts = (c.bytes, c.good_frames, c.bad_frames, c.resyncs, c.discarded_bytes)
+    assert got_counts == (len(data), 300, 0, 0, 0)
 
 
 def test_scale_polarity_and_skip_flag() -> None:
@@ -94,7 +97,8 @@ def test_scale_polarity_and_skip_flag() -> None:
     d2 = p.feed(encode_packets(layout, {"ecg": [0], "resp": [5], "skip": [0xFF], "ppg": [0]}))
     np.testing.assert_array_equal(d2.signals["resp"], [30])
     # encoding signals back to counts is the inverse
-    counts = counts_for_signals(layout, {"ecg": np.array([1.0, 2.0]), "ppg": np.array([-100.0, -7.0])})
+    sig = {"ecg": np.array([1.0, 2.0]), "ppg": np.array([-100.0, -7.0])}
+    counts = counts_for_signals(layout, sig)
     np.testing.assert_array_equal(counts["ecg"], [2, 4])
     np.testing.assert_array_equal(counts["ppg"], [100, 7])
 
@@ -182,7 +186,8 @@ def corrupted_streams(draw: st.DrawFn) -> tuple[bytes, list[int], int, int, int,
     for i in range(n + 1):
         ecg = draw(_SAFE)
         pkt = encode_packets(HEALTHYPI5, {"ecg": [ecg]})
-        action = "keep" if i == n else draw(st.sampled_from(["keep", "keep", "garbage", "truncate"]))
+        choices = ["keep", "keep", "garbage", "truncate"]
+        action = "keep" if i == n else draw(st.sampled_from(choices))
         if action == "garbage":
             g = draw(_GARBAGE)
             stream += g
@@ -209,7 +214,9 @@ def corrupted_streams(draw: st.DrawFn) -> tuple[bytes, list[int], int, int, int,
 
 @settings(max_examples=200, deadline=None)
 @given(corrupted_streams())
-def test_property_only_intact_packets_decode(case: tuple[bytes, list[int], int, int, int, list[int]]) -> None:
+def test_property_only_intact_packets_decode(
+    case: tuple[bytes, list[int], int, int, int, list[int]],
+) -> None:
     stream, intact, bad, resyncs, discarded, chunks = case
     p = OpenViewParser()
     got: list[int] = []
@@ -221,7 +228,8 @@ def test_property_only_intact_packets_decode(case: tuple[bytes, list[int], int, 
         i += 1
     assert got == intact
     c = p.counters
-    assert (c.good_frames, c.bad_frames, c.resyncs, c.discarded_bytes) == (len(intact), bad, resyncs, discarded)
+    got_counts = (c.good_frames, c.bad_frames, c.resyncs, c.discarded_bytes)
+    assert got_counts == (len(intact), bad, resyncs, discarded)
     assert c.bytes == len(stream)
 
 
@@ -249,7 +257,11 @@ def test_text_lines_tabs_commas_and_bad_lines() -> None:
 
 
 def test_text_encode_decode_round_trip_with_inverted_ppg() -> None:
-    sig = {"ecg": np.array([0.5, 0.25]), "resp": np.array([1.0, 2.0]), "ppg": np.array([0.125, 0.75])}
+    sig = {
+        "ecg": np.array([0.5, 0.25]),
+        "resp": np.array([1.0, 2.0]),
+        "ppg": np.array([0.125, 0.75]),
+    }
     data = encode_lines(HEALTHYPI_TEXT, sig, decimals=3)
     assert data.startswith(b"0.500\t1.000\t-0.125\r\n")
     d = TextLineParser(HEALTHYPI_TEXT).feed(data)
@@ -268,7 +280,13 @@ def test_serial_config_custom_fields_and_errors() -> None:
                 "fs_hz": 250,
                 "fields": [
                     {"name": "ecg", "type": "int16", "role": "ecg"},
-                    {"name": "pleth", "type": "uint16", "role": "ppg", "invert": True, "scale": 0.5},
+                    {
+                        "name": "pleth",
+                        "type": "uint16",
+                        "role": "ppg",
+                        "invert": True,
+                        "scale": 0.5,
+                    },
                 ],
             }
         }
@@ -278,7 +296,8 @@ def test_serial_config_custom_fields_and_errors() -> None:
     parser = sc.make_parser()
     assert isinstance(parser, OpenViewParser) and parser.layout.size == 4
     with pytest.raises(ConfigError, match="serial.fields"):
-        parse_config({"serial": {"url": "x", "fields": [{"name": "ecg", "type": "int24", "role": "ecg"}]}})
+        bad_type = {"name": "ecg", "type": "int24", "role": "ecg"}
+        parse_config({"serial": {"url": "x", "fields": [bad_type]}})
     with pytest.raises(ConfigError, match="unknown key"):
         parse_config({"serial": {"url": "x", "fields": [{"name": "ecg", "rol": "ecg"}]}})
     with pytest.raises(ConfigError, match="fs_hz"):
