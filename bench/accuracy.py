@@ -1,6 +1,7 @@
 """Accuracy of the device pipeline on the shared BIDMC records, per subject and mean.
 
-    python bench/accuracy.py [--data ../shared/data/bidmc/bidmc_csv] [--use ppg] [--out bench/results/accuracy.json]
+    python bench/accuracy.py [--data DIR] [--tasks hr_ppg,hr_ecg,rr_resp] [--records 1,17]
+                             [--out bench/results/accuracy.json]
 
 Scores, from t = 32 s on (the reference RR needs 32 s of breaths):
 - HR from PPG alone (``--use ppg``), HR from ECG alone (``--use ecg``): against the monitor's
@@ -70,7 +71,9 @@ def evaluate(path: Path, tasks: list[str]) -> tuple[dict[str, dict[str, float]],
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--records", default="", help="comma list of record numbers (default all)")
@@ -92,7 +95,11 @@ def main() -> int:
         per[name] = res
         cpu_total += cpu
         dur_total += dur * len(tasks)
-        print(name, "  ".join(f"{t}: {r['mae']:.2f} ({r['coverage']:.0%})" for t, r in res.items()), flush=True)
+        print(
+            name,
+            "  ".join(f"{t}: {r['mae']:.2f} ({r['coverage']:.0%})" for t, r in res.items()),
+            flush=True,
+        )
     summary = {}
     for t in tasks:
         maes = [per[s][t]["mae"] for s in per]
@@ -107,16 +114,25 @@ def main() -> int:
         }
         s = summary[t]
         print(
-            f"{t}: mean MAE {s['mean_subject_mae']:.3f} (target <= {s['target_mae']}), median {s['median_subject_mae']:.3f}, "
-            f"worst {s['worst_subject_mae']:.2f}; coverage mean {s['mean_coverage']:.1%}, min {s['min_coverage']:.1%}"
+            f"{t}: mean MAE {s['mean_subject_mae']:.3f} (target <= {s['target_mae']}), "
+            f"median {s['median_subject_mae']:.3f}, worst {s['worst_subject_mae']:.2f}; "
+            f"coverage mean {s['mean_coverage']:.1%}, min {s['min_coverage']:.1%}"
         )
+        low = [f"{n} {per[n][t]['coverage']:.0%}" for n in per if per[n][t]["coverage"] < 0.9]
+        if low:
+            print(f"  {t}: coverage below 90 %: {', '.join(low)}")
     speed = dur_total / cpu_total if cpu_total else float("nan")
-    print(f"pipeline speed: {speed:.0f}x real time on one core (CPU time, {len(files)} records x {len(tasks)} tasks)")
+    print(
+        f"pipeline speed: {speed:.0f}x real time on one core "
+        f"(CPU time, {len(files)} records x {len(tasks)} tasks)"
+    )
+    machine = f"{platform.machine()} {platform.processor() or ''} {platform.python_version()}"
+    machine = machine.strip()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(
         json.dumps(
             {
-                "machine": f"{platform.machine()} {platform.processor() or ''} {platform.python_version()}".strip(),
+                "machine": machine,
                 "records": len(files),
                 "summary": summary,
                 "speed_x_realtime": speed,

@@ -25,12 +25,19 @@ from device.offline import process_recording  # noqa: E402
 from device.recording import read_recording  # noqa: E402
 
 DEFAULT_RECORD = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv" / "bidmc_01_Signals.csv.gz"
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "bidmc"
+    / "bidmc_csv"
+    / "bidmc_01_Signals.csv.gz"
 )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--record", type=Path, default=DEFAULT_RECORD)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed.json")
@@ -52,7 +59,9 @@ def main() -> int:
     wall = min(r[1] for r in runs)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} Python {platform.python_version()}".strip(),
+        "machine": " ".join(
+            x for x in (platform.machine(), platform.processor(), platform.python_version()) if x
+        ),
         "record": a.record.name,
         "roles": roles,
         "signal_s": rec.duration_s,

@@ -35,7 +35,8 @@ RR_REFERENCE_WINDOW_S = 32.0
 
 @dataclass(frozen=True)
 class Reference:
-    """Per-second reference values: ``hr_bpm[k]`` and ``rr_bpm[k]`` belong to t = k s (NaN = none)."""
+    """Per-second reference values: ``hr_bpm[k]`` and ``rr_bpm[k]`` belong to t = k s
+    (NaN = none)."""
 
     record: str
     hr_bpm: np.ndarray
@@ -66,7 +67,9 @@ def rate_over_window(events_s: np.ndarray, t_s: float, window_s: float) -> float
     return 60.0 * (len(e) - 1) / float(e[-1] - e[0])
 
 
-def load_bidmc_reference(signals_path: str | Path, fs_hz: float = 125.0, duration_s: float | None = None) -> Reference:
+def load_bidmc_reference(
+    signals_path: str | Path, fs_hz: float = 125.0, duration_s: float | None = None
+) -> Reference:
     numerics, breaths = bidmc_paths(signals_path)
     names, num = _table(numerics)
     t = num[:, names.index("Time [s]")]

@@ -118,7 +118,9 @@ def test_accuracy_regression(shared_data: Path) -> None:
         "bidmc_28": {"hr_ppg": 2.8, "hr_ecg": 2.6, "rr_resp": 0.5},
     }
     for name, tasks in bounds.items():
-        res, _, _ = evaluate(shared_data / "bidmc" / "bidmc_csv" / f"{name}_Signals.csv.gz", list(tasks))
+        res, _, _ = evaluate(
+            shared_data / "bidmc" / "bidmc_csv" / f"{name}_Signals.csv.gz", list(tasks)
+        )
         for task, bound in tasks.items():
             assert res[task]["coverage"] >= 0.9, (name, task, res[task])
             assert res[task]["mae"] <= bound, (name, task, res[task])

@@ -24,7 +24,9 @@ def excerpt(rec: Recording, start_s: float, stop_s: float) -> dict[str, np.ndarr
     return {r: x.copy() for r, x in rec.excerpt(start_s, stop_s).role_signals().items()}
 
 
-def feed_in_chunks(signals: dict[str, np.ndarray], fs_hz: float, chunk: int) -> list[dict[str, object]]:
+def feed_in_chunks(
+    signals: dict[str, np.ndarray], fs_hz: float, chunk: int
+) -> list[dict[str, object]]:
     core = Pipeline(dict.fromkeys(signals, fs_hz))
     n = max(len(x) for x in signals.values())
     out = []

@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
-from device.dsp import CARDIAC_FS_HZ, RESP_FS_HZ, CausalFilter, HoldGaps, RingBuffer, parabolic_peak_offset, robust_range
+from device.dsp import (
+    CARDIAC_FS_HZ,
+    RESP_FS_HZ,
+    CausalFilter,
+    HoldGaps,
+    RingBuffer,
+    parabolic_peak_offset,
+    robust_range,
+)
 from device.estimators.base import Estimate
 
 #: Fastest heart rate we report: 220 bpm (infants reach ~200). Refractory period 60/220 s.
@@ -137,7 +145,7 @@ class BeatIntervalHR(_Windowed):
         detect_s: float = 6.0,
         avg_s: float = 10.0,
         avg_beats: int = 12,
-        min_quality: float = 0.5,
+        min_quality: float = 0.65,
     ) -> None:
         if role == "ecg":
             # Pan-Tompkins band: QRS energy peaks at 5-15 Hz; this rejects baseline wander and
@@ -174,7 +182,9 @@ class BeatIntervalHR(_Windowed):
             return peaks, f[peaks], f
         # Systolic peaks stand out of the pulse wave by most of its height; a dicrotic wave
         # rises only a fraction of it above the notch before it.
-        peaks, props = find_peaks(y, distance=self._refractory, prominence=_PPG_PROMINENCE * robust_range(y))
+        peaks, props = find_peaks(
+            y, distance=self._refractory, prominence=_PPG_PROMINENCE * robust_range(y)
+        )
         return peaks, props["prominences"], y
 
     def _detect(self) -> None:
@@ -200,11 +210,21 @@ class BeatIntervalHR(_Windowed):
             ab = a0 + int(p)
             if p >= confirm or ab <= last + self._refractory - 1 or gap[p]:
                 continue
-            if self.role == "ecg" and self._h and ab - last < _T_WAVE_S * self.fs_hz and h < _T_WAVE_RATIO * self._h[-1]:
+            if (
+                self.role == "ecg"
+                and self._h
+                and ab - last < _T_WAVE_S * self.fs_hz
+                and h < _T_WAVE_RATIO * self._h[-1]
+            ):
                 continue  # a T wave (or P wave) just after a beat, not a beat
             off = float(parabolic_peak_offset(f[p - 1 : p], f[p : p + 1], f[p + 1 : p + 2])[0])
             pl = last - a0  # previous beat's position in this window (may be before it)
-            valid = bool(self._idx) and pl >= 0 and not gap[pl:p].any() and (ab - last) < self.fs_hz * 60.0 / HR_MIN_BPM
+            valid = (
+                bool(self._idx)
+                and pl >= 0
+                and not gap[pl:p].any()
+                and (ab - last) < self.fs_hz * 60.0 / HR_MIN_BPM
+            )
             self._t.append((ab + off) / self.fs_hz)
             self._idx.append(ab)
             self._h.append(float(h))
@@ -242,12 +262,17 @@ class BeatIntervalHR(_Windowed):
         # No beat for much longer than the recent intervals: the signal was lost (or the heart
         # stopped); the last rate is no longer the heart rate.
         recent_ibi = ibi[valid][-self.avg_beats :]
-        if len(recent_ibi) == 0 or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S:
+        if (
+            len(recent_ibi) == 0
+            or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S
+        ):
             return none
         sel = np.flatnonzero(valid & (t[1:] > t_s - self.avg_s))
         if len(sel) < 2:
             return none
-        beats, span, kept = corrected_beats(ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel][-self.avg_beats :])
+        beats, span, kept = corrected_beats(
+            ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel][-self.avg_beats :]
+        )
         corr = np.asarray(self._corr)[sel[-self.avg_beats :] + 1]
         quality = float(corr.mean()) * kept
         if beats < 2 or span <= 0.0 or quality < self.min_quality:
