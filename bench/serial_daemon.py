@@ -42,6 +42,16 @@ def status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+#: what the daemon imports that weighs most (RSS of a fresh interpreter importing only it)
+IMPORTS = ("numpy", "scipy.signal", "paho.mqtt.client", "serial", "device.daemon")
+
+
+def import_rss_mb(module: str) -> float:
+    code = f"import {module}\nprint(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    return round(int(out.stdout.strip()) / 1024, 1) if out.returncode == 0 else float("nan")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,6 +76,7 @@ def main() -> int:
     port = free_port()
     (tmp / "mq.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     procs: list[subprocess.Popen[str]] = []
+    daemon_log = (tmp / "daemon.log").open("w")  # noqa: SIM115 (closed with the processes)
     py = [sys.executable, "-m", "device"]
     try:
         procs.append(
@@ -105,8 +116,8 @@ def main() -> int:
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "daemon.log", "w"),
-            text=True,  # noqa: SIM115
+            stderr=daemon_log,
+            text=True,
         )
         procs.append(daemon)
         time.sleep(args.warmup)
@@ -127,10 +138,12 @@ def main() -> int:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        daemon_log.close()
     cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
     result = {
-        "what": "bedside run --serial reading a live 125 Hz HealthyPi packet stream from a pty in real time, "
-        "publishing to Mosquitto; CPU share of one core over the window after warm-up, peak RSS (VmHWM)",
+        "what": "bedside run --serial reading a live 125 Hz HealthyPi packet stream from a pty "
+        "in real time, publishing to Mosquitto; CPU share of one core over the window after "
+        "warm-up, peak RSS (VmHWM)",
         "record": record.name,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -144,6 +157,8 @@ def main() -> int:
         "threads": threads,
         "targets": {"cpu_percent_of_one_core": 2.0, "peak_rss_mb": 80.0},
         "meets_targets": cpu_pct <= 2.0 and peak_kb / 1024 <= 80.0,
+        # where the memory goes: peak RSS of a bare interpreter importing each alone
+        "import_peak_rss_mb": {m: import_rss_mb(m) for m in IMPORTS},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
