@@ -93,6 +93,7 @@ class Outbox:
         self._entries: dict[str, OutboxEntry] = {}
         self._lock = threading.Lock()
         self.corrupt_lines = 0
+        self.write_errors = 0
         if path is not None:
             self._load(path)
 
@@ -136,29 +137,41 @@ class Outbox:
                 line = json.dumps(
                     {"key": entry.key, "topic": topic, "payload": payload}, separators=(",", ":")
                 )
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(line + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                try:
+                    with open(self.path, "a", encoding="utf-8") as f:
+                        f.write(line + "\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                except OSError as e:
+                    # a full or failing disk must not stop alarms from being sent: this one is
+                    # still delivered from memory, only not across a restart
+                    self.write_errors += 1
+                    if self.write_errors == 1:
+                        log.error(
+                            "%s: cannot write the outbox (%s); alarms kept in memory", self.path, e
+                        )
         return entry
 
     def remove(self, key: str) -> None:
         with self._lock:
             if self._entries.pop(key, None) is None or self.path is None:
                 return
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                for e in self._entries.values():
-                    f.write(
-                        json.dumps(
-                            {"key": e.key, "topic": e.topic, "payload": e.payload},
-                            separators=(",", ":"),
-                        )
-                        + "\n"
-                    )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            try:
+                self._rewrite(self.path)
+            except OSError as e:
+                self.write_errors += 1
+                log.error("%s: cannot rewrite the outbox (%s)", self.path, e)
+
+    def _rewrite(self, path: Path) -> None:
+        """Replace the file atomically with the entries still pending (caller holds the lock)."""
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in self._entries.values():
+                record = {"key": e.key, "topic": e.topic, "payload": e.payload}
+                f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def outbox_path_for(cfg: MqttConfig, bed: str) -> Path | None:
@@ -339,7 +352,12 @@ class Publisher:
             self.counters["alarms_acked"] += 1
 
     def status_counters(self) -> dict[str, Any]:
-        return {**self.counters, "connected": self.connected, "outbox_pending": len(self.outbox)}
+        return {
+            **self.counters,
+            "connected": self.connected,
+            "outbox_pending": len(self.outbox),
+            "outbox_write_errors": self.outbox.write_errors,
+        }
 
     # -- internals -------------------------------------------------------------------------
     def _inflight_count(self) -> int:
