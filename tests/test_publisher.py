@@ -140,3 +140,14 @@ def test_refused_connection_is_not_online_and_is_logged_once(
     refused = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 1, [r.getMessage() for r in caplog.records]
     assert "authori" in refused[0].getMessage().lower()
+
+
+def test_outbox_that_cannot_be_written_keeps_alarms_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    box = Outbox(path)
+    path.mkdir()  # the file cannot be opened for writing any more (as a full disk would fail)
+    entry = box.add("t/alarms", '{"n":1}')
+    assert box.write_errors == 1
+    assert box.pending() == [entry]  # still sent from memory
+    box.remove(entry.key)
+    assert len(box) == 0 and box.write_errors == 2
