@@ -56,10 +56,12 @@ def test_demo_with_in_process_amqtt_broker() -> None:
     _check_output(r)
 
 
-def test_demo_against_a_given_broker(mosquitto) -> None:  # type: ignore[no-untyped-def]
-    r = _run_demo("--broker", mosquitto.url, "--bed", "demo-given")
+def test_demo_against_a_given_broker_with_the_ppg_clip_off(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    r = _run_demo("--broker", mosquitto.url, "--bed", "demo-given", "--ppg-off", "20")
     assert f"broker {mosquitto.url}" in r.stdout
     _check_output(r)
+    alarms = [ln for ln in r.stdout.splitlines() if " ALARM " in ln]
+    assert alarms and "ACTIVE" in alarms[0] and "sensor_off [ppg]" in alarms[0], r.stdout
 
 
 def test_embedded_broker_stops_cleanly() -> None:

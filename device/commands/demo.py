@@ -10,6 +10,7 @@ and subscribes like a nurses' station, printing vitals and alarms as they arrive
 Examples:
   bedside demo
   bedside demo --seconds 10 --speed 20
+  bedside demo --ppg-off 60           # the pulse-oximeter clip "falls off" at 60 s: an alarm
   bedside demo --broker mqtt://192.168.1.10:1883 --bed demo-1     # use a real broker
 """
 
@@ -63,6 +64,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_RECORDING),
         help="recording to replay (default: the bundled BIDMC excerpt)",
     )
+    p.add_argument(
+        "--ppg-off",
+        type=float,
+        metavar="S",
+        help="hold the pulse-oximeter signal flat from S seconds of signal on, as if the clip "
+        "fell off the finger, to see a technical alarm raised and published",
+    )
+
+
+def _with_ppg_off(path: str, from_s: float, tmp: Path) -> str:
+    """A copy of the recording whose pleth is held at its value at ``from_s`` from then on."""
+    from device.recording import Recording, read_recording, write_csv
+
+    rec = read_recording(path)
+    if "ppg" not in rec.roles:
+        raise UserError(f"{path}: --ppg-off needs a recording with a ppg channel", "drop --ppg-off")
+    col = rec.roles["ppg"]
+    x = rec.channels[col].copy()
+    i = min(len(x) - 1, max(0, int(from_s * rec.fs_hz)))
+    x[i:] = x[i]
+    channels = {**rec.channels, col: x}
+    out = tmp / "demo_ppg_off.csv.gz"
+    write_csv(
+        out, Recording(str(out), rec.fs_hz, channels, rec.roles), names=list(rec.roles.values())
+    )
+    return str(out)
 
 
 def format_vitals(v: dict[str, Any]) -> str:
@@ -181,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
             cfg.mqtt.prefix = args.prefix
             cfg.mqtt.outbox_path = str(Path(tmp) / "outbox.jsonl")
             cfg.replay.path = args.recording
+            if args.ppg_off is not None:
+                cfg.replay.path = _with_ppg_off(args.recording, args.ppg_off, Path(tmp))
             cfg.replay.speed = args.speed
             cfg.replay.loop = True
             validate(cfg)
