@@ -98,6 +98,7 @@ class Daemon:
         }
         self._clocks: dict[str, _SourceClock] = {}
         self._last_status = 0.0
+        self._connects_seen = 0
 
     # -- the main loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -128,7 +129,13 @@ class Daemon:
                     self._feed_silence(time.monotonic())
                 self._publish(self.monitor.step())
                 self.publisher.poll()
-                if time.monotonic() - self._last_status >= self.status_period_s:
+                connects = self.publisher.counters["connects"]
+                if connects != self._connects_seen:
+                    # (re)connected: the "online" status paho sent from its thread carried the
+                    # counters of the moment before; bring it up to date at once
+                    self._connects_seen = connects
+                    self._send_status()
+                elif time.monotonic() - self._last_status >= self.status_period_s:
                     self._send_status()
                 if (
                     frame is None
