@@ -614,3 +614,66 @@ def test_daemon_captures_audio_through_portaudio_and_publishes_breathing_rate(
     print(f"e2e audio RR (paced 10 /min): median {np.median(rr):.2f} over {len(rr)} of 30 s")
     assert len(rr) >= 24, vitals[30:60]
     assert abs(float(np.median(rr)) - 10.0) < 1.0, rr
+
+
+def test_run_flags_override_the_config_file(tmp_path: Path) -> None:
+    from device.cli import build_parser
+    from device.commands.run import apply_flags
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(
+        '[bed]\nid = "from-file"\n[mqtt]\nkeepalive_s = 30\n'
+        '[serial]\nurl = "/dev/ttyS9"\nbaud = 9600\n'
+    )
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--config",
+            str(cfg_file),
+            "--bed",
+            "icu-9",
+            "--serial",
+            "/dev/ttyACM0@115200",
+            "--format",
+            "text",
+            "--fs",
+            "250",
+            "--audio",
+            "USB Audio",
+            "--audio-rate",
+            "4000",
+            "--keepalive",
+            "3",
+            "--replay",
+            "x.csv",
+            "--speed",
+            "5",
+            "--loop",
+            "--use",
+            "ppg,resp",
+        ]
+    )
+    cfg = apply_flags(load_config(args.config), args)
+    assert cfg.bed.id == "icu-9" and cfg.mqtt.keepalive_s == 3
+    serial = cfg.extra["serial"]
+    assert (serial.url, serial.baud, serial.format, serial.fs_hz) == (
+        "/dev/ttyACM0",
+        115200,
+        "text",
+        250.0,
+    )
+    audio = cfg.extra["audio"]
+    assert (audio.device, audio.fs_hz) == ("USB Audio", 4000.0)
+    assert (cfg.replay.path, cfg.replay.speed, cfg.replay.loop, cfg.replay.use) == (
+        "x.csv",
+        5.0,
+        True,
+        ["ppg", "resp"],
+    )
+
+    plain = apply_flags(
+        load_config(str(cfg_file)), build_parser().parse_args(["run", "--config", str(cfg_file)])
+    )
+    assert (
+        plain.bed.id == "from-file" and plain.extra["serial"].baud == 9600 and not plain.replay.loop
+    )
