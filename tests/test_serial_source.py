@@ -480,3 +480,37 @@ def test_daemon_reads_pty_publishes_reference_hr_and_signal_lost(
     assert daemon.returncode == 0, err[-2000:]
     assert sum("port lost" in line for line in err.splitlines()) == 1, err[-3000:]
     assert sum("port back" in line for line in err.splitlines()) == 1, err[-3000:]
+
+
+def test_socket_url_is_read_like_a_port() -> None:
+    """``serial_for_url`` also opens ``socket://`` (a board behind a serial-to-network
+    bridge): the same parser and counters, no BIDMC data needed."""
+    n = 500
+    rng = np.random.default_rng(3)
+    data = encode_packets(HEALTHYPI5, {"ecg": rng.integers(-1000, 1000, n)})
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    conns: list[socket.socket] = []
+    opened = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conns.append(conn)
+        opened.wait(10)  # pyserial drains what is already there when it opens the URL
+        conn.sendall(b"\x01\x02garbage" + data)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    cfg = SerialConfig(url=f"socket://127.0.0.1:{port}", format="openview", fs_hz=125.0)
+    with Reader(cfg) as r:
+        opened.set()
+        r.run(lambda: r.source.samples >= n, timeout_s=10)
+        status = r.source.status()
+    t.join(5)
+    for c in [*conns, server]:
+        c.close()
+    assert status["samples"] == n and status["good_frames"] == n
+    assert status["resyncs"] == 1 and status["discarded_bytes"] == 9
+    assert status["board"]["board_hr"] == 0.0  # fields without a role are shown, not fed
