@@ -35,8 +35,9 @@ FLAT_RELATIVE = 0.02
 class Channel:
     """One input channel of a model: a causal filter chain on the role's samples.
 
-    ``kind`` is ``band`` (the band-passed signal itself) or ``envelope`` (the power of the
-    band-passed signal, low-passed: the pulse amplitude, which breathing modulates).
+    ``kind`` is ``band`` (the band-passed signal itself), ``envelope`` (the power of the
+    band-passed signal, low-passed: the pulse amplitude, which breathing modulates) or
+    ``upslope`` (the rising slope of the band-passed signal, negative slopes set to 0).
     """
 
     kind: str
@@ -93,6 +94,9 @@ class FeatureSpec:
 _PPG_PULSE = Channel("band", (0.5, 8.0))
 # ECG: 1-30 Hz keeps QRS (8-25 Hz) and the P/T waves' timing, removes wander and mains hum.
 _ECG_BAND = Channel("band", (1.0, 30.0))
+# The systolic upstroke is the one steep rise per beat; a dicrotic wave's rise is far smaller.
+# The autocorrelation of rising slopes therefore peaks at the beat interval, not half of it.
+_PPG_UPSLOPE = Channel("upslope", (0.5, 8.0))
 # Breathing at 5-70 breaths/min is 0.08-1.2 Hz. The PPG carries it three ways: baseline
 # (venous return and intrathoracic pressure, "RIIV"), pulse amplitude ("RIAV") and rate
 # (sinus arrhythmia). The baseline is the PPG band-passed at 0.08-1 Hz; the amplitude is the
@@ -109,9 +113,13 @@ RESP_FEATURE_FS_HZ = 5.0
 #: follow a change within seconds. 32 s of breathing is the reference's own window.
 SPECS: dict[str, FeatureSpec] = {
     # HR models see the autocorrelation of 12 s (9-44 beats at 45-220 bpm) at full rate (8 ms
-    # lag steps) up to 2.2 s lag (27 bpm): the beat interval's position, not the waveform.
+    # lag steps) up to 2.2 s lag (27 bpm): the beat interval's position, not the waveform. For
+    # PPG, of the rising slopes only: with the whole pulse, a strong dicrotic wave made the
+    # autocorrelation peak at half the beat interval and a model read twice the heart rate
+    # (one subject, +82 bpm, in cross-validation).
     "hr_ppg": FeatureSpec(
-        "hr_ppg", "ppg", CARDIAC_FS_HZ, 1, 12.0, 1.0, (_PPG_PULSE,), "robust_range", "acf", 2.2
+        "hr_ppg", "ppg", CARDIAC_FS_HZ, 1, 12.0, 1.0, (_PPG_UPSLOPE,), "robust_range",
+        "acf", 2.2,
     ),
     "hr_ecg": FeatureSpec(
         "hr_ecg", "ecg", CARDIAC_FS_HZ, 1, 12.0, 1.0, (_ECG_BAND,), "robust_range", "acf", 2.2
@@ -129,6 +137,15 @@ SPECS: dict[str, FeatureSpec] = {
         1.0,
         (_PPG_BASELINE, _PPG_AMPLITUDE),
         "zscore",
+    ),
+    # RR variants on the autocorrelation of the breathing channels up to 20 s lag (3 breaths/min)
+    "rr_ppg_acf": FeatureSpec(
+        "rr_ppg_acf", "ppg", CARDIAC_FS_HZ, int(CARDIAC_FS_HZ / RESP_FEATURE_FS_HZ), 32.0, 1.0,
+        (_PPG_BASELINE, _PPG_AMPLITUDE), "zscore", "acf", 20.0,
+    ),
+    "rr_resp_acf": FeatureSpec(
+        "rr_resp_acf", "resp", RESP_FS_HZ, int(RESP_FS_HZ / RESP_FEATURE_FS_HZ), 32.0, 1.0,
+        (_RESP_BAND,), "zscore", "acf", 20.0,
     ),
     "rr_resp": FeatureSpec(
         "rr_resp",
@@ -155,9 +172,14 @@ class _ChannelFilter:
         self.post = (
             CausalFilter.butter(2, ch.post_band_hz, fs_hz, "bandpass") if ch.post_band_hz else None
         )
+        self._last: float | None = None  # previous band-passed sample, for the slope
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = self.band(x)
+        if self.kind == "upslope" and y.size:
+            prev = float(y[0]) if self._last is None else self._last
+            self._last = float(y[-1])
+            y = np.maximum(np.diff(y, prepend=prev), 0.0)
         if self.env is not None:
             y = self.env(y * y)
         if self.post is not None:

@@ -221,7 +221,12 @@ def inspect_tflite(path: Path) -> dict[str, Any]:
     """Ops, tensor types and I/O details of a converted model, read back with LiteRT."""
     from device.inference import interpreter_module
 
-    interp = interpreter_module().Interpreter(model_path=str(path))
+    mod = interpreter_module()
+    # without the default XNNPACK delegate, which would hide the model's ops behind DELEGATE
+    interp = mod.Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interp.allocate_tensors()
     ops = sorted({str(op["op_name"]) for op in interp._get_ops_details()})
 

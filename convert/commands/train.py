@@ -78,6 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
     p.add_argument(
+        "--features",
+        default="",
+        metavar="SPEC",
+        help="window definition from device.features.SPECS (default <task>_<input>, "
+        "e.g. rr_ppg_acf for the autocorrelation variant)",
+    )
+    p.add_argument(
         "--no-final", action="store_true", help="skip the final all-subject model (CV only)"
     )
 
@@ -85,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     roles = [r.strip() for r in args.inputs.split(",") if r.strip()]
     for role in roles:
-        key = f"{args.task}_{role}"
+        key = args.features or f"{args.task}_{role}"
         from device.features import SPECS
 
         if key not in SPECS:
@@ -125,7 +132,12 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
     from device.features import SPECS
 
     task, arch = args.task, args.arch
-    spec = SPECS[f"{task}_{role}"]
+    spec = SPECS[args.features or f"{task}_{role}"]
+    if spec.role != role or not spec.name.startswith(task):
+        raise UserError(
+            f"--features {spec.name} is not a {task} window of role {role}",
+            "match --inputs and --features",
+        )
     out_cfg = OUTPUT[task]
     records = [r for r in args.records.split(",") if r.strip()] or None
     files = record_files(args.data, records)
@@ -231,6 +243,13 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
         calib=calib.astype(np.float32),
         verify_x=vx.astype(np.float32),
         verify_y=vy,
+    )
+    # out-of-fold answers per subject, to study the quality gate afterwards
+    np.savez_compressed(
+        args.out / f"{stem}.oof.npz",
+        **{f"{s.name}/{k}": v for s in subjects for k, v in
+           (("rate", oof[s.name]["mu"]), ("spread", oof[s.name]["b"]), ("usable", s.usable),
+            ("target", s.target), ("seconds", s.seconds))},
     )
     import tensorflow as tf
 
