@@ -31,6 +31,11 @@ RR_MAX_BPM = 70.0
 RR_MIN_BPM = 3.0
 #: Two breaths closer than this fraction of the window's dominant breathing period are one.
 _MIN_BREATH_FRACTION = 0.5
+#: PPG modulation series are sampled at 5 Hz (beats come at most ~4 per second).
+_MOD_FS_HZ = 5.0
+#: Breathing band searched in the PPG modulations: 6-42 breaths/min (adults and children
+#: at rest; the cardiac fundamental stays above 0.7 Hz, 42 bpm, in nearly everyone).
+_PPG_RR_BAND_HZ = (0.1, 0.7)
 
 #: Raw-signal spread below which a channel is called flat (sensor off, lead off). Units are
 #: those of the channel; BIDMC channels are normalised to roughly 0..1, boards give counts,
@@ -109,6 +114,13 @@ _SEGMENT_S = {"ecg": (0.25, 0.25), "ppg": (0.3, 0.3)}
 #: With no beat for this long (or 2.5 intervals), the rate is withdrawn.
 _STALE_S = 3.0
 _KEEP_BEATS = 64
+#: Display damping: first-order smoothing once per second with a 2 s time constant.
+_DISPLAY_ALPHA = float(1.0 - np.exp(-1.0 / 2.0))
+#: A sustained rate change: the last 5 intervals steady (CV < 8 %) and all > 12 % away from
+#: the ones before them.
+_STEP_BEATS = 5
+_STEP_CV = 0.08
+_STEP_CHANGE = 0.12
 #: Intervals that set the typical interval against which detection failures are judged.
 _CONTEXT_BEATS = 24
 
@@ -170,6 +182,7 @@ class BeatIntervalHR(_Windowed):
         self._valid: list[bool] = []
         self._refractory = max(1, int(self.fs_hz * _REFRACTORY_S))
         self._mwi = max(1, int(round(self.fs_hz * _ECG_INTEGRATION_S)))
+        self._display: float | None = None  # the damped rate last shown
 
     # -- detection ---------------------------------------------------------------------------
     def _candidates(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,6 +265,30 @@ class BeatIntervalHR(_Windowed):
     # -- rate ----------------------------------------------------------------------------------
     def estimate(self, t_s: float) -> Estimate:
         self._detect()
+        est = self._rate(t_s)
+        if est.value is None:
+            self._display = None
+            return est
+        raw = est.value
+        fast = est.detail.get("fast_bpm")
+        if fast is not None or self._display is None:
+            self._display = fast if fast is not None else raw
+        else:
+            # Display damping: the average of the last beats still jitters with every
+            # irregular beat (atrial fibrillation, ectopy); a first-order smoothing with a
+            # ~2 s time constant steadies it, as bedside monitors do.
+            self._display += _DISPLAY_ALPHA * (raw - self._display)
+        return Estimate(
+            self._display,
+            est.quality,
+            self.name,
+            self.role,
+            self.quantity,
+            est.last_event_s,
+            {"raw_bpm": raw},
+        )
+
+    def _rate(self, t_s: float) -> Estimate:
         last = self._t[-1] if self._t else None
         none = Estimate(None, 0.0, self.name, self.role, self.quantity, last)
         if len(self._t) < 3:
@@ -267,17 +304,42 @@ class BeatIntervalHR(_Windowed):
             or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S
         ):
             return none
-        sel = np.flatnonzero(valid & (t[1:] > t_s - self.avg_s))
+        sel = np.flatnonzero(valid & (t[1:] > t_s - self.avg_s))[-self.avg_beats :]
         if len(sel) < 2:
             return none
-        beats, span, kept = corrected_beats(
-            ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel][-self.avg_beats :]
-        )
-        corr = np.asarray(self._corr)[sel[-self.avg_beats :] + 1]
+        beats, span, kept = corrected_beats(ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel])
+        corr = np.asarray(self._corr)[sel + 1]
         quality = float(corr.mean()) * kept
         if beats < 2 or span <= 0.0 or quality < self.min_quality:
             return Estimate(None, quality, self.name, self.role, self.quantity, last)
-        return Estimate(60.0 * beats / span, quality, self.name, self.role, self.quantity, last)
+        detail = {}
+        fast = sustained_change_bpm(ibi[sel])
+        if fast is not None:
+            detail["fast_bpm"] = fast
+        return Estimate(
+            60.0 * beats / span, quality, self.name, self.role, self.quantity, last, detail
+        )
+
+
+def sustained_change_bpm(ibi: np.ndarray) -> float | None:
+    """The new rate when the last few intervals form a new, steady rhythm (a step, such as
+    the onset of a tachycardia), else None.
+
+    The last ``_STEP_BEATS`` intervals must agree with each other (coefficient of variation
+    under 8 %: a regular rhythm, not fibrillation) and all differ by more than 12 % in the
+    same direction from the intervals before them. Then the display follows at once
+    instead of waiting for the averaging window to fill: a rate change a nurse must see
+    is shown within a few beats.
+    """
+    k = _STEP_BEATS
+    if len(ibi) < k + 2:
+        return None
+    new, old = ibi[-k:], float(np.mean(ibi[:-k]))
+    dev = new / old - 1.0
+    steady = float(np.std(new)) < _STEP_CV * float(np.mean(new))
+    if steady and (bool(np.all(dev > _STEP_CHANGE)) or bool(np.all(dev < -_STEP_CHANGE))):
+        return 60.0 / float(np.mean(new))
+    return None
 
 
 def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, float]:
@@ -385,3 +447,118 @@ class BreathIntervalRR(_Windowed):
         if quality < self.min_quality or not (RR_MIN_BPM <= rr <= RR_MAX_BPM):
             return Estimate(None, quality, self.name, self.role, self.quantity, last)
         return Estimate(rr, quality, self.name, self.role, self.quantity, last)
+
+
+class PulseModulationRR:
+    """Respiratory rate from the breathing modulation of the PPG, for when only a pulse
+    oximeter is attached.
+
+    Breathing modulates the pulse wave three ways (Karlen et al. 2013; Pimentel et al. 2016):
+    its baseline (venous return: respiratory-induced intensity variation), its amplitude
+    (stroke volume: amplitude variation) and its beat intervals (respiratory sinus
+    arrhythmia: frequency variation). Each is sampled at 5 Hz over the last ``window_s``
+    seconds; their power spectra in the breathing band are normalised and added, each
+    weighted by how concentrated it is around its own peak (a clean modulation has one
+    sharp line), and the rate is the peak of the sum. Quality is the concentration of the
+    fused spectrum times the beat quality; below ``min_quality`` the value is None.
+    """
+
+    quantity = "rr"
+
+    def __init__(
+        self,
+        role: str = "ppg",
+        *,
+        name: str = "dsp",
+        window_s: float = 32.0,
+        min_quality: float = 0.3,
+    ) -> None:
+        if role != "ppg":
+            raise ValueError(f"PulseModulationRR cannot use role {role!r}")
+        self.role, self.name = role, name
+        self.fs_hz = CARDIAC_FS_HZ
+        self.window_s, self.min_quality = window_s, min_quality
+        self._beats = BeatIntervalHR(role, name=name)
+        # Baseline: below 0.7 Hz (42 breaths/min) the pulse itself is gone and breathing stays.
+        self._base_filt = CausalFilter.butter(2, 0.7, CARDIAC_FS_HZ, "lowpass")
+        self._base_hold = HoldGaps()
+        self._decim = int(round(CARDIAC_FS_HZ / _MOD_FS_HZ))
+        self._base = RingBuffer(int((window_s + 2.0) * _MOD_FS_HZ))
+        self._phase = 0  # samples since the last kept baseline sample
+        nfft = 1
+        while nfft < 8 * window_s * _MOD_FS_HZ:
+            nfft *= 2
+        self._nfft = nfft
+        f = np.fft.rfftfreq(nfft, 1.0 / _MOD_FS_HZ)
+        self._band = (f >= _PPG_RR_BAND_HZ[0]) & (f <= _PPG_RR_BAND_HZ[1])
+        self._f = f[self._band]
+
+    def push(self, x: np.ndarray) -> None:
+        self._beats.push(x)
+        held, _ = self._base_hold(x)
+        y = self._base_filt(held)
+        # keep every ``decim``-th sample, counted across calls (chunk-size invariant)
+        first = (-self._phase) % self._decim
+        self._base.extend(y[first :: self._decim])
+        self._phase = (self._phase + len(y)) % self._decim
+
+    def _spectrum(self, x: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Band power spectrum normalised to unit sum, and its concentration (share of the
+        power within +-2 breaths/min of its peak)."""
+        if len(x) < 8 or not np.all(np.isfinite(x)):
+            return None
+        n = len(x)
+        t = np.arange(n)
+        x = x - np.polyval(np.polyfit(t, x, 1), t)  # remove drift
+        p = np.abs(np.fft.rfft(x * np.hanning(n), self._nfft))[self._band] ** 2
+        total = float(p.sum())
+        if total <= 0.0:
+            return None
+        p = p / total
+        k = int(np.argmax(p))
+        near = np.abs(self._f - self._f[k]) <= 2.0 / 60.0
+        return p, float(p[near].sum())
+
+    def estimate(self, t_s: float) -> Estimate:
+        beat = self._beats.estimate(t_s)
+        none = Estimate(None, 0.0, self.name, self.role, self.quantity)
+        n = int(self.window_s * _MOD_FS_HZ)
+        if beat.value is None or self._base.total < n:
+            return Estimate(None, 0.0, self.name, self.role, self.quantity)
+        grid = t_s - self.window_s + np.arange(n) / _MOD_FS_HZ
+        t = np.asarray(self._beats._t)
+        h = np.asarray(self._beats._h)
+        sel = t > t_s - self.window_s - 2.0
+        if sel.sum() < 8:
+            return none
+        tb, hb = t[sel], h[sel]
+        series = [
+            self._base.latest(n),  # baseline (intensity) modulation
+            np.interp(grid, tb, hb),  # amplitude modulation
+            np.interp(grid, tb[1:], np.diff(tb)),  # frequency modulation (sinus arrhythmia)
+        ]
+        fused = np.zeros(int(self._band.sum()))
+        weight = 0.0
+        for s in series:
+            spec = self._spectrum(s)
+            if spec is None:
+                continue
+            p, conc = spec
+            fused += conc * p
+            weight += conc
+        if weight <= 0.0:
+            return none
+        fused /= weight
+        k = int(np.argmax(fused))
+        near = np.abs(self._f - self._f[k]) <= 2.0 / 60.0
+        quality = float(fused[near].sum()) * beat.quality
+        off = 0.0
+        if 0 < k < len(fused) - 1:
+            off = float(
+                parabolic_peak_offset(fused[k - 1 : k], fused[k : k + 1], fused[k + 1 : k + 2])[0]
+            )
+        df = float(self._f[1] - self._f[0])
+        rr = 60.0 * (float(self._f[k]) + off * df)
+        if quality < self.min_quality:
+            return Estimate(None, quality, self.name, self.role, self.quantity)
+        return Estimate(rr, quality, self.name, self.role, self.quantity)
