@@ -62,6 +62,15 @@ def test_missed_and_extra_detections_are_corrected_in_regular_rhythm() -> None:
     assert 60 * beats / span == pytest.approx(75.0)
 
 
+def test_inverted_ecg_gives_the_same_rate(record: Recording) -> None:
+    """Lead polarity (electrodes swapped, a lead with a negative QRS) must not matter."""
+    x = record.excerpt(100.0, 160.0).role("ecg").copy()
+    a, b = hr_of("ecg", x), hr_of("ecg", -x)
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert ok.sum() > 40
+    assert np.max(np.abs(a[ok] - b[ok])) < 0.5
+
+
 def test_flat_signal_gives_none() -> None:
     for est in (BeatIntervalHR("ppg"), BeatIntervalHR("ecg"), BreathIntervalRR("resp")):
         for k in range(20):
@@ -72,8 +81,10 @@ def test_flat_signal_gives_none() -> None:
 
 # -- real signals ------------------------------------------------------------------------
 @pytest.mark.parametrize("role", ["ppg", "ecg"])
-@pytest.mark.parametrize("target", [160.0, 200.0])
-def test_childrens_heart_rate(record: Recording, role: str, target: float) -> None:
+@pytest.mark.parametrize("target", [35.0, 160.0, 200.0])
+def test_slow_and_childrens_heart_rates(record: Recording, role: str, target: float) -> None:
+    """Bradycardia (35 bpm) and children's rates (160, 200 bpm) from a real adult segment
+    played slower or faster."""
     start = 100.0
     nat = native_bpm(record, role, start)
     x = time_scaled(record.excerpt(start, start + 120.0).role(role), FS, target / nat, 40.0)

@@ -89,12 +89,14 @@ def test_nan_run_is_a_gap_and_vitals_recover(record: Recording) -> None:
     assert all(v.sqi["hr_ecg"] == 0.0 for v in vit[45:55])
 
 
-@pytest.mark.parametrize("fs_in", [300, 250, 50])
-def test_resampled_input_gives_the_same_heart_rate(record: Recording, fs_in: int) -> None:
-    ppg = excerpt(record, 100.0, 160.0)["ppg"]
-    base = hr_series({"ppg": ppg}, 125.0)
+@pytest.mark.parametrize(("role", "fs_in"), [("ppg", 300), ("ppg", 250), ("ppg", 50), ("ecg", 300)])
+def test_resampled_input_gives_the_same_heart_rate(
+    record: Recording, role: str, fs_in: int
+) -> None:
+    x = excerpt(record, 100.0, 160.0)[role]
+    base = hr_series({role: x}, 125.0)
     up, down = {300: (12, 5), 250: (2, 1), 50: (2, 5)}[fs_in]
-    other = hr_series({"ppg": resample_poly(ppg, up, down)}, float(fs_in))
+    other = hr_series({role: resample_poly(x, up, down)}, float(fs_in))
     both = np.isfinite(base) & np.isfinite(other)
     both[:15] = False
     assert both.sum() > 40
