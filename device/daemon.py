@@ -41,6 +41,9 @@ log = logging.getLogger("bedside.daemon")
 #: which the alarm engine must raise signal_lost, and longer than the 0.1-0.2 s a USB serial
 #: adapter or an audio driver may hold data back in normal operation
 SILENCE_GAP_S = 0.5
+#: until a source's rhythm is known (two frames), a longer silence is tolerated: opening a
+#: device or the first large audio block may take up to a second
+SILENCE_UNKNOWN_RHYTHM_S = 1.0
 #: the retained status is republished this often (and whenever the alarms change) so that a
 #: nurses' station sees the counters move and knows the status is current
 STATUS_PERIOD_S = 10.0
@@ -57,6 +60,17 @@ class _SourceClock:
         self.gapped_until = now  # wall time up to which gaps have been fed
         self.debt: dict[str, float] = dict.fromkeys(self.roles, 0.0)  # fractional samples owed
         self.gap_samples: dict[str, int] = dict.fromkeys(self.roles, 0)
+        self.read_at = 0.0  # Frame.wall_s of the last frame (when the source read it)
+        self.interval_s = 0.0  # typical time between the source's frames (moving average)
+
+    @property
+    def silence_s(self) -> float:
+        """Silence longer than this is a gap: SILENCE_GAP_S, or twice the source's own frame
+        interval for a source that delivers large blocks (audio read 1024 frames at a time at
+        2 kHz arrives every 0.5 s) so that its normal rhythm is never mistaken for a gap."""
+        if self.interval_s == 0.0:
+            return SILENCE_UNKNOWN_RHYTHM_S
+        return max(SILENCE_GAP_S, 2.0 * self.interval_s)
 
 
 class Daemon:
@@ -179,12 +193,21 @@ class Daemon:
         clock = self._clocks.get(frame.source)
         if clock is not None:
             now = time.monotonic()
+            read_at = frame.wall_s or now
+            gapped = any(clock.debt.values()) or clock.gapped_until > clock.last_frame
+            if clock.read_at and not gapped:
+                # the rhythm of normal delivery, not of outages
+                gap = read_at - clock.read_at
+                clock.interval_s = (
+                    gap if clock.interval_s == 0.0 else 0.8 * clock.interval_s + 0.2 * gap
+                )
+            clock.read_at = read_at
             clock.last_frame = clock.gapped_until = now
             clock.debt = dict.fromkeys(clock.debt, 0.0)
 
     def _feed_silence(self, now: float) -> None:
         for clock in self._clocks.values():
-            if now - clock.last_frame < SILENCE_GAP_S:
+            if now - clock.last_frame < clock.silence_s:
                 continue
             dt = now - clock.gapped_until
             clock.gapped_until = now

@@ -438,6 +438,67 @@ class _BurstThenSilent:
         return False
 
 
+class _PacedBlocks(_BurstThenSilent):
+    """A live source that delivers blocks of ``block_s`` of a real recording in real time, like
+    an audio card read in large blocks; ``done`` is set after the last block."""
+
+    def __init__(self, rec: Recording, block_s: float, n_blocks: int) -> None:
+        super().__init__(rec)
+        import threading
+
+        self.name = "paced"
+        self._n = int(block_s * rec.fs_hz)
+        self._block_s, self._blocks = block_s, n_blocks
+        self._all = rec.role_signals()
+        self.done = threading.Event()
+
+    def start(self, out, stop) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        from device.sources.base import Frame
+
+        def run() -> None:
+            t0 = time.monotonic()
+            for k in range(self._blocks):
+                if stop.wait(max(0.0, t0 + (k + 1) * self._block_s - time.monotonic())):
+                    return
+                block = {r: x[k * self._n : (k + 1) * self._n] for r, x in self._all.items()}
+                out.put(Frame(self.name, block, wall_s=time.monotonic()))
+            self.done.set()
+            stop.wait()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+
+@pytest.mark.e2e
+def test_live_source_with_slow_block_rhythm_is_not_gapped(mosquitto, excerpt) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from device.daemon import Daemon
+    from device.publisher import Outbox, Publisher
+
+    cfg = load_config(None)
+    cfg.mqtt.broker = mosquitto.url
+    source = _PacedBlocks(read_csv(excerpt), block_s=0.6, n_blocks=8)
+    stop = threading.Event()
+    daemon = Daemon(
+        cfg, [source], Publisher(cfg.mqtt, "blocks", Outbox(None)), stop=stop, bed="blocks"
+    )
+    worker = threading.Thread(target=daemon.run)
+    worker.start()
+    try:
+        assert source.done.wait(30)
+        time.sleep(0.2)  # the main loop takes the last block
+    finally:
+        stop.set()
+        worker.join(20)
+    # 0.6 s between blocks is the source's rhythm, not silence: nothing was invented, and the
+    # signal clock is exactly the 4.8 s delivered
+    assert sum(daemon._clocks["paced"].gap_samples.values()) == 0
+    assert daemon.monitor.t_s == 4.0
+
+
 @pytest.mark.e2e
 def test_silent_live_source_is_gapped_and_raises_signal_lost(
     mosquitto,
