@@ -25,8 +25,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.estimators.base import Estimator  # noqa: E402
-from device.estimators.dsp import PulseModulationRR  # noqa: E402
 from device.pipeline import run_recording  # noqa: E402
 from device.recording import read_csv  # noqa: E402
 from device.reference import load_bidmc_reference  # noqa: E402
@@ -38,18 +36,10 @@ TASKS = {  # name -> (role used, quantity, target MAE)
     "hr_ppg": ("ppg", "hr", 1.2),
     "hr_ecg": ("ecg", "hr", 0.8),
     "rr_resp": ("resp", "rr", 0.5),
-    # RR from the PPG's breathing modulation, the fallback when only a pulse oximeter is on;
-    # the target is the models issue's (a plain spectral estimator: ~2.2 breaths/min)
+    # RR from the PPG's breathing modulation, the pipeline's fallback when only a pulse
+    # oximeter is on; the target is the models issue's (a plain spectral estimator: ~2.2)
     "rr_ppg": ("ppg", "rr", 1.5),
 }
-
-
-def task_estimators(task: str) -> list[Estimator] | None:
-    """Estimators a task runs: the pipeline's defaults, except for RR from PPG, which the
-    default set does not include."""
-    if task == "rr_ppg":
-        return [PulseModulationRR("ppg")]
-    return None
 
 
 def score(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -73,7 +63,7 @@ def evaluate(path: Path, tasks: list[str]) -> tuple[dict[str, dict[str, float]],
     for task in tasks:
         role, q, _ = TASKS[task]
         t0 = time.process_time()
-        vit = run_recording({role: rec.role(role)}, rec.fs_hz, estimators=task_estimators(task))
+        vit = run_recording({role: rec.role(role)}, rec.fs_hz)
         cpu += time.process_time() - t0
         est = np.full(len(vit) + 1, np.nan)
         for v in vit:

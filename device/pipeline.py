@@ -54,7 +54,15 @@ def default_estimators(roles: Iterable[str]) -> list[Estimator]:
     """The estimators the core runs by default for these roles (see ``estimators.registry``)."""
     from device.estimators.registry import select_estimators
 
-    return select_estimators(roles)
+    roles = list(roles)
+    chosen = select_estimators(roles)
+    if "ppg" in roles and not any(e.quantity == "rr" for e in chosen):
+        # Only a pulse oximeter for breathing: RR from the PPG's breathing modulation
+        # (less accurate than impedance, so only as the fallback).
+        from device.estimators.dsp import PulseModulationRR
+
+        chosen.append(PulseModulationRR("ppg"))
+    return chosen
 
 
 class Pipeline:
