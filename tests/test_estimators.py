@@ -118,20 +118,24 @@ def test_hr_step_response_within_7_s(record: Recording, role: str) -> None:
 @pytest.mark.slow
 def test_accuracy_regression(shared_data: Path) -> None:
     """Per-record MAE against the monitor's HR and the annotated breaths, on three records
-    (clean sinus, frequent ectopy, atrial fibrillation-like). Bounds are the values measured
-    when the estimators were written plus a margin; a change that loses accuracy fails."""
+    (clean sinus rhythm, frequent ectopic beats, atrial fibrillation). Bounds are the values
+    measured when the estimators were written plus a margin; a change that loses accuracy
+    fails."""
     sys.path.insert(0, str(ROOT))
     from bench.accuracy import evaluate
 
-    bounds = {  # record -> task -> MAE bound (measured: see bench/results/accuracy.json)
-        "bidmc_09": {"hr_ppg": 0.6, "hr_ecg": 0.6, "rr_resp": 0.3},
-        "bidmc_17": {"hr_ppg": 1.6, "hr_ecg": 1.8, "rr_resp": 0.6},
-        "bidmc_28": {"hr_ppg": 2.8, "hr_ecg": 2.6, "rr_resp": 0.5},
+    bounds = {  # record -> task -> MAE bound (measured 0.40/0.39/0.10/0.99, 1.57/1.34/0.21,
+        # 2.04/1.83/0.18/0.89 when written; see bench/results/accuracy.json)
+        "bidmc_09": {"hr_ppg": 0.6, "hr_ecg": 0.6, "rr_resp": 0.3, "rr_ppg": 1.5},
+        "bidmc_17": {"hr_ppg": 2.0, "hr_ecg": 1.8, "rr_resp": 0.5},
+        "bidmc_28": {"hr_ppg": 2.5, "hr_ecg": 2.3, "rr_resp": 0.4, "rr_ppg": 1.5},
     }
+    # RR from PPG withholds its value more often (weak breathing modulation): 80 % coverage
+    min_coverage = {"rr_ppg": 0.8}
     for name, tasks in bounds.items():
         res, _, _ = evaluate(
             shared_data / "bidmc" / "bidmc_csv" / f"{name}_Signals.csv.gz", list(tasks)
         )
         for task, bound in tasks.items():
-            assert res[task]["coverage"] >= 0.9, (name, task, res[task])
+            assert res[task]["coverage"] >= min_coverage.get(task, 0.9), (name, task, res[task])
             assert res[task]["mae"] <= bound, (name, task, res[task])
