@@ -346,15 +346,17 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     """Heart beats and their total duration behind the intervals ``ibi``, correcting what are
     detection failures rather than rhythm, judged against the median of ``context``:
 
-    - two intervals that together make one typical interval were split by an extra detection
-      (a dicrotic wave, a T wave, a motion spike): they count as one;
+    - in an otherwise regular rhythm, two short intervals that together make one typical
+      interval (within 12 %) were split by an extra detection (a dicrotic wave, a T wave, a
+      motion spike): they count as one;
     - in an otherwise regular rhythm, an interval of about 2 or 3 typical intervals hides
       beats that were not detected (a premature beat with too little stroke volume to reach
       the finger, a low-amplitude QRS): it counts as 2 or 3;
     - an interval too short or too long to be either is an artefact and is left out.
 
-    Everything else counts as it is: short and long intervals of atrial fibrillation or of an
-    ectopic beat and its compensatory pause are real beats, and the monitor counts them too.
+    Everything else counts as it is: short and long intervals of atrial fibrillation, of an
+    ectopic beat and its compensatory pause, or of a couplet of premature beats are real
+    beats, and the monitor counts them too.
     Returns (beats, seconds, share of the intervals used as they were).
     """
     med = float(np.median(context))
@@ -367,7 +369,7 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     i = 0
     while i < len(ibi):
         r = ratio[i]
-        if r < 0.7 and i + 1 < len(ibi) and 0.8 <= r + ratio[i + 1] <= 1.2:
+        if regular and r < 0.7 and i + 1 < len(ibi) and abs(r + ratio[i + 1] - 1.0) <= 0.12:
             beats, span, i = beats + 1, span + float(ibi[i] + ibi[i + 1]), i + 2
             continue
         k = round(r)
