@@ -29,7 +29,7 @@ HR_MIN_BPM = 25.0
 #: separately, from the time since the last breath).
 RR_MAX_BPM = 70.0
 RR_MIN_BPM = 3.0
-#: Two breaths closer than this fraction of the window's dominant breathing period are one.
+#: Two breaths closer than this fraction of the window's median breath interval are one.
 _MIN_BREATH_FRACTION = 0.5
 #: PPG modulation series are sampled at 5 Hz (beats come at most ~4 per second).
 _MOD_FS_HZ = 5.0
@@ -410,29 +410,23 @@ class BreathIntervalRR(_Windowed):
         y, raw, gap, t0 = self.window(self.window_s)
         if len(y) < self.fs_hz * 8 or self.flat(raw):
             return np.zeros(0), float(gap.mean()) if len(gap) else 1.0
-        # Spectral cross-check: the dominant breathing period of the window sets how close two
-        # breaths may be. Cardiac oscillation riding on the impedance (and the notch it cuts
-        # into a slow breath) splits one breath into two peaks; a real breath is rarely
-        # shorter than half the typical one.
-        period_s = self.dominant_period_s(y)
-        min_gap_s = max(60.0 / RR_MAX_BPM, _MIN_BREATH_FRACTION * period_s)
+        # Cardiac oscillation riding on the impedance (and the notch it cuts into a slow
+        # breath) splits one breath into two peaks. A real breath is rarely shorter than half
+        # the typical one, so a second pass merges peaks closer than half the median interval
+        # of the first. (The window's dominant spectral period was tried for this and locked
+        # onto slow artefacts, merging real breaths.)
+        prom = 0.3 * robust_range(y)
         peaks, _ = find_peaks(
-            y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=0.3 * robust_range(y)
+            y, distance=max(1, int(self.fs_hz * 60.0 / RR_MAX_BPM)), prominence=prom
         )
+        if len(peaks) >= 3:
+            period_s = float(np.median(np.diff(peaks))) / self.fs_hz
+            min_gap_s = max(60.0 / RR_MAX_BPM, _MIN_BREATH_FRACTION * period_s)
+            peaks, _ = find_peaks(y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=prom)
         peaks = peaks[(peaks > 0) & (peaks < len(y) - 1)]
         peaks = peaks[~gap[peaks]]
         off = parabolic_peak_offset(y[peaks - 1], y[peaks], y[peaks + 1])
         return t0 + (peaks + off) / self.fs_hz, float(gap.mean())
-
-    def dominant_period_s(self, y: np.ndarray) -> float:
-        """Period of the strongest breathing-band component of ``y`` (Hann-windowed FFT)."""
-        n = len(y)
-        spec = np.abs(np.fft.rfft((y - y.mean()) * np.hanning(n), n=max(n, 1024))) ** 2
-        f = np.fft.rfftfreq(max(n, 1024), 1.0 / self.fs_hz)
-        band = (f >= RR_MIN_BPM / 60.0) & (f <= RR_MAX_BPM / 60.0)
-        if not band.any() or spec[band].max() <= 0.0:
-            return 60.0 / RR_MAX_BPM
-        return float(1.0 / f[band][np.argmax(spec[band])])
 
     def estimate(self, t_s: float) -> Estimate:
         times, gap_share = self.breaths()
