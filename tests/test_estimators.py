@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.estimators.dsp import BeatIntervalHR, BreathIntervalRR, corrected_beats
+from device.estimators.dsp import (
+    BeatIntervalHR,
+    BreathIntervalRR,
+    PulseModulationRR,
+    corrected_beats,
+)
 from device.pipeline import run_recording
 from device.recording import Recording, read_csv
 
@@ -72,8 +77,14 @@ def test_inverted_ecg_gives_the_same_rate(record: Recording) -> None:
 
 
 def test_flat_signal_gives_none() -> None:
-    for est in (BeatIntervalHR("ppg"), BeatIntervalHR("ecg"), BreathIntervalRR("resp")):
-        for k in range(20):
+    estimators = (
+        BeatIntervalHR("ppg"),
+        BeatIntervalHR("ecg"),
+        BreathIntervalRR("resp"),
+        PulseModulationRR("ppg"),
+    )
+    for est in estimators:
+        for k in range(40):
             est.push(np.full(int(est.fs_hz), 0.5))
             e = est.estimate(k + 1.0)
             assert e.value is None and 0.0 <= e.quality <= 1.0

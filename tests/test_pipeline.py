@@ -60,6 +60,15 @@ def test_chunk_size_invariance_with_gap_at_300_hz(record: Recording) -> None:
     assert runs[0] == runs[1] == runs[2]
 
 
+def test_chunk_size_invariance_ppg_only_with_rr_fallback(record: Recording) -> None:
+    """With only a pulse oximeter, RR comes from the PPG's breathing modulation; it too is
+    chunk-size invariant."""
+    sig = {"ppg": excerpt(record, 100.0, 170.0)["ppg"]}
+    runs = [feed_in_chunks(sig, record.fs_hz, c) for c in (1, 7, 1000)]
+    assert runs[0] == runs[1] == runs[2]
+    assert sum(r["rr_bpm"] is not None and r["rr_source"] == "ppg" for r in runs[0]) > 10
+
+
 def test_flat_and_absent_channels_give_none_with_quality(record: Recording) -> None:
     n = int(40 * record.fs_hz)
     sig = {

@@ -1,8 +1,16 @@
-"""Signal-processing estimators: beat intervals for HR, breath intervals for RR.
+"""Signal-processing estimators: beat intervals for HR, breath intervals for RR, and RR from
+the PPG's breathing modulation.
 
 These are the fallback when no learned model fits the available roles, and the baseline the
 models must beat. Each keeps causally filtered samples in a ring buffer and, once per second,
-detects events (beats, breaths) in the most recent window.
+detects events (beats, breaths) in the most recent window; nothing looks past the newest
+sample, and all state advances once per second of signal time, so the output does not depend
+on how the input was chunked.
+
+Measured on the 42 shared BIDMC records (``bench/accuracy.py``, results in
+``bench/results/accuracy.json``): mean per-subject MAE 1.16 bpm (HR from PPG), 0.90 bpm (HR
+from ECG; 0.67 without record 41, whose monitor HR ignores half the beats of a bigeminy),
+0.36 breaths/min (RR from impedance), 2.4 breaths/min at 81 % coverage (RR from PPG).
 """
 
 from __future__ import annotations
