@@ -121,9 +121,9 @@ def main() -> int:
         want = {f"bidmc_{int(r):02d}" for r in a.records.split(",")}
         files = [f for f in files if f.name.split("_Signals")[0] in want]
     if not files:
-    per: dict[str, dict[str, dict[str, Any]]] = {}
+        print(f"no BIDMC records under {a.data}", file=sys.stderr)
         return 2
-    per: dict[str, dict[str, dict[str, float]]] = {}
+    per: dict[str, dict[str, dict[str, Any]]] = {}
     cpu_total = dur_total = 0.0
     for f in files:
         name = f.name.split("_Signals")[0]
