@@ -119,7 +119,8 @@ def main() -> int:
     a.out.write_text(
         json.dumps(
             {
-                "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
+                "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+                f"{platform.processor() or 'cpu'}, "
                 f"Python {platform.python_version()}",
                 "runtime": "ai-edge-litert",
                 "threads": 1,

@@ -122,10 +122,8 @@ def time_scaled(
         y = subj.target[i]
         if not (np.isfinite(y) and subj.usable[i]):
             continue
-        if rng.random() < 0.5:
-            f = 1.0 + rng.uniform(-jitter, jitter)
-        else:
-            f = rng.uniform(lo, hi) / y
+        jittered = rng.random() < 0.5
+        f = 1.0 + rng.uniform(-jitter, jitter) if jittered else rng.uniform(lo, hi) / y
         f = float(np.clip(f, 0.5, 2.2))
         end = int(round(subj.seconds[i] * spec.fs_hz))
         length = int(round(n * f))

@@ -24,18 +24,24 @@ def main(argv: list[str]) -> int:
     bench_path = Path(argv[1]) if len(argv) > 1 else Path("bench/results/inference.json")
     bench = json.loads(bench_path.read_text())["models"] if bench_path.is_file() else {}
     mans = [json.loads(p.read_text()) for p in sorted(models.glob("*.json"))]
-    print("| model | CV mean MAE | median | worst | coverage mean (min) | DSP mean MAE (same subjects) "
-          "| preferred | TFLite-Keras mean abs diff | delta MAE | size | invoke (1 thread) |")
+    print(
+        "| model | CV mean MAE | median | worst | coverage mean (min) "
+        "| DSP mean MAE (same subjects) "
+        "| preferred | TFLite-Keras mean abs diff | delta MAE | size | invoke (1 thread) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in mans:
         cv = m["cv"]["summary"]
         dsp = (m.get("dsp_baseline") or {}).get("summary") or {}
         ver = m["verification"]
         inv = bench.get(m["name"], {}).get("invoke_1_thread", {}).get("median_us")
-        print(f"| {m['name']} | {fmt(cv['mean_mae'])} | {fmt(cv['median_mae'])} | {fmt(cv['worst_mae'])} "
-              f"| {cv['mean_coverage']:.1%} ({cv['min_coverage']:.1%}) | {fmt(dsp.get('mean_mae'))} "
-              f"| {'yes' if m['prefer_over_dsp'] else 'no'} | {fmt(ver['mean_abs_diff'], 3)} "
-              f"| {ver['delta_mae']:+.3f} | {m['size_bytes'] / 1024:.1f} KB | {fmt(inv, 0)} us |")
+        print(
+            f"| {m['name']} | {fmt(cv['mean_mae'])} | {fmt(cv['median_mae'])} "
+            f"| {fmt(cv['worst_mae'])} "
+            f"| {cv['mean_coverage']:.1%} ({cv['min_coverage']:.1%}) | {fmt(dsp.get('mean_mae'))} "
+            f"| {'yes' if m['prefer_over_dsp'] else 'no'} | {fmt(ver['mean_abs_diff'], 3)} "
+            f"| {ver['delta_mae']:+.3f} | {m['size_bytes'] / 1024:.1f} KB | {fmt(inv, 0)} us |"
+        )
     seen = set()
     for m in mans:
         key = (m["task"], tuple(m["inputs"]), m["arch"])
@@ -44,14 +50,19 @@ def main(argv: list[str]) -> int:
         seen.add(key)
         per = m["cv"]["per_subject"]
         dsp = (m.get("dsp_baseline") or {}).get("per_subject") or {}
-        print(f"\n#### {m['task']} from {'+'.join(m['inputs'])} ({m['arch']}): per subject, "
-              f"{m['output']['units']} (out-of-fold)\n")
+        print(
+            f"\n#### {m['task']} from {'+'.join(m['inputs'])} ({m['arch']}): per subject, "
+            f"{m['output']['units']} (out-of-fold)\n"
+        )
         print("| subject | MAE | RMSE | coverage | DSP MAE | DSP coverage |")
         print("|---|---|---|---|---|---|")
         for s in sorted(per):
             d = dsp.get(s, {})
-            print(f"| {s} | {fmt(per[s]['mae'])} | {fmt(per[s]['rmse'])} | {per[s]['coverage']:.0%} "
-                  f"| {fmt(d.get('mae'))} | {'-' if 'coverage' not in d else format(d['coverage'], '.0%')} |")
+            print(
+                f"| {s} | {fmt(per[s]['mae'])} | {fmt(per[s]['rmse'])} | {per[s]['coverage']:.0%} "
+                f"| {fmt(d.get('mae'))} "
+                f"| {'-' if 'coverage' not in d else format(d['coverage'], '.0%')} |"
+            )
     return 0
 
 

@@ -117,6 +117,10 @@ SPECS: dict[str, FeatureSpec] = {
     "hr_ppg": FeatureSpec(
         "hr_ppg", "ppg", CARDIAC_FS_HZ, 4, 8.0, 1.0, (_PPG_PULSE,), "robust_range"
     ),
+    # the same with 12 s windows (more beats per window, like the monitor's averaging)
+    "hr_ppg_w12": FeatureSpec(
+        "hr_ppg_w12", "ppg", CARDIAC_FS_HZ, 4, 12.0, 1.0, (_PPG_PULSE,), "robust_range"
+    ),
     # HR from ECG: the autocorrelation of 12 s (9-44 beats at 45-220 bpm) at full rate (8 ms lag
     # steps) up to 2.2 s lag (27 bpm): where the beat interval is, not the waveform.
     "hr_ecg": FeatureSpec(
@@ -126,8 +130,16 @@ SPECS: dict[str, FeatureSpec] = {
     # median error beat the waveform model's, but on two subjects whose pulse has a strong
     # second (dicrotic) rise it read twice the heart rate (+51 and +83 bpm) in cross-validation.
     "hr_ppg_acf": FeatureSpec(
-        "hr_ppg_acf", "ppg", CARDIAC_FS_HZ, 1, 12.0, 1.0, (_PPG_UPSLOPE,), "robust_range",
-        "acf", 2.2,
+        "hr_ppg_acf",
+        "ppg",
+        CARDIAC_FS_HZ,
+        1,
+        12.0,
+        1.0,
+        (_PPG_UPSLOPE,),
+        "robust_range",
+        "acf",
+        2.2,
     ),
     "rr_ppg": FeatureSpec(
         "rr_ppg",
@@ -142,8 +154,16 @@ SPECS: dict[str, FeatureSpec] = {
     # RR variant on the autocorrelation of the breathing channels up to 20 s lag (3 breaths/min);
     # documented, not shipped: 2.15 breaths/min mean CV MAE against 1.48 for the plain windows
     "rr_ppg_acf": FeatureSpec(
-        "rr_ppg_acf", "ppg", CARDIAC_FS_HZ, int(CARDIAC_FS_HZ / RESP_FEATURE_FS_HZ), 32.0, 1.0,
-        (_PPG_BASELINE, _PPG_AMPLITUDE), "zscore", "acf", 20.0,
+        "rr_ppg_acf",
+        "ppg",
+        CARDIAC_FS_HZ,
+        int(CARDIAC_FS_HZ / RESP_FEATURE_FS_HZ),
+        32.0,
+        1.0,
+        (_PPG_BASELINE, _PPG_AMPLITUDE),
+        "zscore",
+        "acf",
+        20.0,
     ),
     "rr_resp": FeatureSpec(
         "rr_resp",

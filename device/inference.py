@@ -136,8 +136,10 @@ class EdgeTpuDelegate:
             return [interpreter_module().load_delegate(self.library)]
         except (ValueError, OSError, RuntimeError) as e:
             raise UserError(
-                f"Edge TPU delegate {self.library} failed to load ({str(e).strip() or 'not found'})",
-                "install the Edge TPU runtime (apt package libedgetpu1-std from Coral's repository) "
+                f"Edge TPU delegate {self.library} failed to load "
+                f"({str(e).strip() or 'not found'})",
+                "install the Edge TPU runtime (apt package libedgetpu1-std from Coral's "
+                "repository) "
                 'and plug in the accelerator, or set [models] delegate = "cpu"',
             ) from None
 
@@ -196,7 +198,8 @@ def spec_mismatch(manifest_features: dict[str, Any], spec: FeatureSpec) -> str |
         "version",
     ):
         if manifest_features.get(key) != mine.get(key):
-            return f"{key}: model has {manifest_features.get(key)!r}, device computes {mine.get(key)!r}"
+            have, want = manifest_features.get(key), mine.get(key)
+            return f"{key}: model has {have!r}, device computes {want!r}"
     return None
 
 
@@ -216,17 +219,20 @@ def check_manifest(
     if problem:
         raise UserError(
             f"{tflite}: manifest does not match the device's input ({problem})",
-            "retrain/convert the model with this software version, or remove it from the models dir",
+            "retrain/convert the model with this software version, or remove it from the "
+            "models dir",
         )
     if roles is not None and spec.role not in roles:
         raise UserError(
-            f"{tflite}: model needs role {spec.role!r}, the input has {', '.join(sorted(roles)) or 'none'}",
+            f"{tflite}: model needs role {spec.role!r}, the input has "
+            f"{', '.join(sorted(roles)) or 'none'}",
             "use a model for the roles the device has",
         )
     digest = sha256_file(tflite)
     if digest != manifest["sha256"]:
         raise UserError(
-            f"{tflite}: sha256 {digest[:12]}... differs from its manifest's {str(manifest['sha256'])[:12]}...",
+            f"{tflite}: sha256 {digest[:12]}... differs from its manifest's "
+            f"{str(manifest['sha256'])[:12]}...",
             "the model file or manifest was altered; reinstall both",
         )
     return spec

@@ -141,7 +141,8 @@ def test_process_use_ppg_runs_the_model_without_tensorflow(tmp_path: Path) -> No
     out = tmp_path / "v.jsonl"
     code = (
         "import sys; from device.cli import main; rc = main(sys.argv[1:]); "
-        "print('TENSORFLOW_IMPORTED=' + str('tensorflow' in sys.modules), file=sys.stderr); sys.exit(rc)"
+        "print('TENSORFLOW_IMPORTED=' + str('tensorflow' in sys.modules), file=sys.stderr); "
+        "sys.exit(rc)"
     )
     p = subprocess.run(
         [sys.executable, "-c", code, "process", str(RECORD), "--jsonl", str(out), "--use", "ppg"],

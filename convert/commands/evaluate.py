@@ -14,7 +14,8 @@ Generalisation checks:
                   reference scale by F (1.6 turns adult HR 50-129 into 80-206 bpm, like children)
 
 Examples:
-  bedside eval --model models/hr_ppg_cnn_int8.tflite --data ../shared/data/bidmc/bidmc_csv --report build/eval_hr
+  bedside eval --model models/hr_ppg_cnn_int8.tflite --data ../shared/data/bidmc/bidmc_csv \
+      --report build/eval_hr
   bedside eval --model models/hr_ppg_cnn_int8.tflite --data DIR --records 1,2,3 --resample 300
 """
 
@@ -135,10 +136,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{s}  {line}")
     for k, sm in summary.items():
+        pool = overall.get(k, {})
         print(
-            f"{k}: mean subject MAE {sm['mean_mae']:.3f} {units}, median {sm['median_mae']:.3f}, worst "
-            f"{sm['worst_mae']:.2f}; coverage mean {sm['mean_coverage']:.1%}, min {sm['min_coverage']:.1%}; "
-            f"pooled MAE {overall.get(k, {}).get('mae', float('nan')):.3f}, RMSE {overall.get(k, {}).get('rmse', float('nan')):.3f}"
+            f"{k}: mean subject MAE {sm['mean_mae']:.3f} {units}, median {sm['median_mae']:.3f}, "
+            f"worst {sm['worst_mae']:.2f}; coverage mean {sm['mean_coverage']:.1%}, "
+            f"min {sm['min_coverage']:.1%}; pooled MAE {pool.get('mae', float('nan')):.3f}, "
+            f"RMSE {pool.get('rmse', float('nan')):.3f}"
         )
     if args.report:
         write_report(args, probe.name, units, per, summary, overall, series)

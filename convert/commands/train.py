@@ -247,9 +247,17 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
     # out-of-fold answers per subject, to study the quality gate afterwards
     np.savez_compressed(
         args.out / f"{stem}.oof.npz",
-        **{f"{s.name}/{k}": v for s in subjects for k, v in
-           (("rate", oof[s.name]["mu"]), ("spread", oof[s.name]["b"]), ("usable", s.usable),
-            ("target", s.target), ("seconds", s.seconds))},
+        **{
+            f"{s.name}/{k}": v
+            for s in subjects
+            for k, v in (
+                ("rate", oof[s.name]["mu"]),
+                ("spread", oof[s.name]["b"]),
+                ("usable", s.usable),
+                ("target", s.target),
+                ("seconds", s.seconds),
+            )
+        },
     )
     import tensorflow as tf
 
@@ -262,7 +270,8 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
         "output": {
             **out_cfg,
             "layout": "logits over rate bins lo + step*i; rate = weighted mean of the bins "
-            "within 3 of the most likely, spread = std of the softmax distribution (device.estimators.model)",
+            "within 3 of the most likely, spread = std of the softmax distribution "
+            "(device.estimators.model)",
             "max_spread": b_max,
         },
         "training": {
@@ -280,7 +289,8 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
             else "mean of both annotators' breath rates over the 32 s ending at each second",
             "elapsed_s": round(elapsed, 1),
             "threads": args.threads,
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}",
         },
         "cv": {
             "summary": summary,
@@ -306,13 +316,16 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
     (args.out / f"{stem}.train.json").write_text(json.dumps(info, indent=1))
     print(
         f"{stem}: subject-level {args.folds}-fold CV over {len(subjects)} subjects: "
-        f"mean MAE {summary['mean_mae']:.3f} {out_cfg['units']}, median {summary['median_mae']:.3f}, "
+        f"mean MAE {summary['mean_mae']:.3f} {out_cfg['units']}, "
+        f"median {summary['median_mae']:.3f}, "
         f"worst {summary['worst_mae']:.2f}; coverage mean {summary['mean_coverage']:.1%}, "
-        f"min {summary['min_coverage']:.1%} (ungated mean MAE {ungated['mean_mae']:.3f}); {elapsed:.0f} s"
+        f"min {summary['min_coverage']:.1%} (ungated mean MAE {ungated['mean_mae']:.3f}); "
+        f"{elapsed:.0f} s"
     )
     if dsp:
         print(
-            f"  DSP baseline on the same subjects: mean MAE {dsp['mean_mae']:.3f}, median {dsp['median_mae']:.3f}, "
+            f"  DSP baseline on the same subjects: mean MAE {dsp['mean_mae']:.3f}, "
+            f"median {dsp['median_mae']:.3f}, "
             f"coverage mean {dsp['mean_coverage']:.1%}"
         )
     if final_path:
