@@ -135,7 +135,7 @@ def test_accuracy_regression(shared_data: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from bench.accuracy import evaluate
 
-    bounds = {  # record -> task -> MAE bound (measured 0.40/0.39/0.10/0.99, 1.57/1.34/0.21,
+    bounds = {  # record -> task -> MAE bound (measured 0.40/0.39/0.10/0.99, 1.42/1.26/0.16,
         # 2.04/1.83/0.18/0.89 when written; see bench/results/accuracy.json)
         "bidmc_09": {"hr_ppg": 0.6, "hr_ecg": 0.6, "rr_resp": 0.3, "rr_ppg": 1.5},
         "bidmc_17": {"hr_ppg": 2.0, "hr_ecg": 1.8, "rr_resp": 0.5},

@@ -80,7 +80,8 @@ def test_flat_and_absent_channels_give_none_with_quality(record: Recording) -> N
     assert len(vit) == 40
     for v in vit:
         assert v.hr_bpm is None and v.rr_bpm is None
-        assert set(v.sqi) == {"hr_ecg", "hr_ppg", "rr_resp"}
+        # every estimator reports a quality (shipped models may add e.g. rr_ppg)
+        assert {"hr_ecg", "hr_ppg", "rr_resp"} <= set(v.sqi)
         assert all(0.0 <= q <= 1.0 for q in v.sqi.values())
 
 
