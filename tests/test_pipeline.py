@@ -3,12 +3,15 @@ and input sample rates other than the internal 125 Hz."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from device.estimators.base import Estimator
+from device.estimators.dsp import BeatIntervalHR, PulseModulationRR
 from device.pipeline import Pipeline, run_recording
 from device.recording import Recording, read_csv
 
@@ -25,9 +28,12 @@ def excerpt(rec: Recording, start_s: float, stop_s: float) -> dict[str, np.ndarr
 
 
 def feed_in_chunks(
-    signals: dict[str, np.ndarray], fs_hz: float, chunk: int
+    signals: dict[str, np.ndarray],
+    fs_hz: float,
+    chunk: int,
+    estimators: Callable[[], list[Estimator]] | None = None,
 ) -> list[dict[str, object]]:
-    core = Pipeline(dict.fromkeys(signals, fs_hz))
+    core = Pipeline(dict.fromkeys(signals, fs_hz), estimators() if estimators else None)
     n = max(len(x) for x in signals.values())
     out = []
     for a in range(0, n, chunk):
@@ -60,11 +66,15 @@ def test_chunk_size_invariance_with_gap_at_300_hz(record: Recording) -> None:
     assert runs[0] == runs[1] == runs[2]
 
 
-def test_chunk_size_invariance_ppg_only_with_rr_fallback(record: Recording) -> None:
-    """With only a pulse oximeter, RR comes from the PPG's breathing modulation; it too is
-    chunk-size invariant."""
+def test_chunk_size_invariance_of_rr_from_ppg(record: Recording) -> None:
+    """RR from the PPG's breathing modulation (the DSP fallback when only a pulse oximeter
+    is attached) is chunk-size invariant too."""
     sig = {"ppg": excerpt(record, 100.0, 170.0)["ppg"]}
-    runs = [feed_in_chunks(sig, record.fs_hz, c) for c in (1, 7, 1000)]
+
+    def dsp() -> list[Estimator]:
+        return [BeatIntervalHR("ppg"), PulseModulationRR("ppg")]
+
+    runs = [feed_in_chunks(sig, record.fs_hz, c, dsp) for c in (1, 7, 1000)]
     assert runs[0] == runs[1] == runs[2]
     assert sum(r["rr_bpm"] is not None and r["rr_source"] == "ppg" for r in runs[0]) > 10
 
