@@ -220,6 +220,63 @@ def _register_builtin_sections() -> None:
                 raise
 
 
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _toml_value(v: Any) -> str:
+    if v is None:
+        return "(unset)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if dataclasses.is_dataclass(v):
+        return "(table)"
+    return repr(v)
+
+
+def _section_rows(name: str, cls: type) -> list[str]:
+    rows = [f"### [{name}]", ""]
+    if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):
+        rows += [" ".join(cls.__doc__.split()), ""]
+    rows += ["| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        help_text = f.metadata.get("help", "").replace("|", "\\|")
+        rows.append(f"| `{f.name}` | `{_toml_value(_default_of(f))}` | {help_text} |")
+    return rows + [""]
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every section and key with its default and meaning.
+
+    Regenerate with ``python -c "import device.config as c; print(c.reference_markdown(), end='')"
+    > docs/configuration.md``; ``tests/test_docs.py`` fails when the file is out of date.
+    """
+    _register_builtin_sections()
+    lines = [
+        "# Configuration reference",
+        "",
+        "One TOML file, given to `bedside run --config FILE` (and `bedside process --config FILE`).",
+        "Every section and key is optional; unknown sections and keys are errors that name the key.",
+        "`bedside run --check-config --config FILE` validates a file and exits 0, or 1 naming the bad",
+        "key. Units are in the key names. Generated from the code by `device.config.reference_markdown()`.",
+        "",
+    ]
+    core = {"bed": BedConfig, "mqtt": MqttConfig, "recording": RecordingConfig, "replay": ReplayConfig}
+    for name, cls in [*core.items(), *sorted(_EXTRA_SECTIONS.items())]:
+        lines += _section_rows(name, cls)
+    return "\n".join(lines)
+
+
 def describe(cls: type = Config, prefix: str = "") -> list[str]:
     """Every key with its type, default and description (for docs and --help)."""
     lines = []
