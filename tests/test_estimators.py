@@ -76,6 +76,27 @@ def test_inverted_ecg_gives_the_same_rate(record: Recording) -> None:
     assert np.max(np.abs(a[ok] - b[ok])) < 0.5
 
 
+def test_small_beats_between_large_ones_are_counted(record: Recording) -> None:
+    """Normal QRS complexes between ectopic beats several times their size (or a lead where
+    they are small) still count: the threshold follows the large beats, the search-back
+    finds the small ones in the gaps."""
+    x = record.excerpt(100.0, 160.0).role("ecg").copy()
+    est = BeatIntervalHR("ecg")
+    run_recording({"ecg": x}, FS, estimators=[est])
+    r_peaks = np.asarray(est._t)  # the beats of the unmodified lead
+    gain = np.ones(len(x))
+    t = np.arange(len(x)) / FS
+    for b in r_peaks[::3]:  # every third beat 3.5x larger (a smooth bump: no step edges)
+        d = np.abs(t - (b - 0.07))
+        gain = np.where(d < 0.2, np.maximum(gain, 1.0 + 2.5 * np.cos(np.pi * d / 0.4) ** 2), gain)
+    # from 25 s on: the search-back needs a few beats to know the typical interval
+    base = hr_of("ecg", x)[25:]
+    big = hr_of("ecg", (x - np.median(x)) * gain)[25:]
+    ok = np.isfinite(base) & np.isfinite(big)
+    assert ok.mean() > 0.9
+    assert np.max(np.abs(base[ok] - big[ok])) < 2.0
+
+
 def test_flat_signal_gives_none() -> None:
     estimators = (
         BeatIntervalHR("ppg"),
