@@ -150,15 +150,22 @@ class BeatIntervalHR(_Windowed):
 
     - ECG (after Pan and Tompkins, 1985): 5-15 Hz band-pass, derivative, squaring and a 150 ms
       moving integration give one smooth energy lobe per QRS whatever its polarity or axis;
-      a lobe within 360 ms of a beat and much smaller than it is taken for a T wave.
+      a lobe within 360 ms of a beat and much smaller than it is taken for a T wave; a gap
+      of over 1.5 typical intervals is searched again with a lower threshold (search-back).
     - PPG: systolic peaks of the 0.5-8 Hz band-passed pulse, by prominence.
 
     HR is 60 / mean of the last ``avg_beats`` intervals that end within ``avg_s`` seconds: every
     detected beat counts, so atrial fibrillation and ectopic beats give the mean rate a bedside
     monitor shows (it averages all beats too), not a rate biased by discarding real short or
-    long intervals. Quality is how much the beats look alike: the mean correlation of each beat
-    with the median beat of the window (noise and artefact are not beat-shaped). Below
-    ``min_quality``, or when no beat was seen for too long, the value is None.
+    long intervals; only what looks like a detection failure in a regular rhythm (a split or
+    a doubled interval) is corrected (``corrected_beats``). The shown value is damped with a
+    2 s time constant, except that a sustained, steady change of rhythm is followed at once
+    (``sustained_change_bpm``): an 80 -> 130 bpm step is shown within ~3 s.
+
+    Quality is how much the beats look alike (the mean correlation of each beat with the
+    median beat of the window: noise and artefact are not beat-shaped) times the share of
+    intervals used as they were. Below ``min_quality``, or when no beat was seen for too
+    long, the value is None.
     """
 
     quantity = "hr"
