@@ -64,7 +64,8 @@ def model_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Es
     directory: Path = models_dir(mcfg)
     target = DELEGATES[mcfg.delegate].target
     ranks = {q: i for i, q in enumerate(QUANT_PREFERENCE[mcfg.delegate])}
-    best: dict[tuple[str, str], tuple[int, Path]] = {}
+    # per (quantity, role): the variant the delegate runs best, then the lowest CV error
+    best: dict[tuple[str, str], tuple[tuple[int, float], Path]] = {}
     for path, man in shipped_models(directory):
         inputs = man.get("inputs") or []
         if path.stem in mcfg.disable or len(inputs) != 1 or inputs[0] not in roles:
@@ -76,7 +77,8 @@ def model_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Es
         ):
             continue
         key = (str(man["task"]), str(inputs[0]))
-        rank = ranks[str(man["quant"])]
+        cv = (man.get("cv") or {}).get("summary") or {}
+        rank = (ranks[str(man["quant"])], float(cv.get("mean_mae", float("inf"))))
         if key not in best or rank < best[key][0]:
             best[key] = (rank, path)
     out: list[Estimator] = []
