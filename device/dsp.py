@@ -10,7 +10,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
+
+from device.iir import butter_sos, sos_filter, sos_steady_state
 
 #: Internal rates the estimators and models work at. Vital-sign channels arriving at any rate
 #: from 50 to 1000 Hz are resampled to these.
@@ -32,12 +33,12 @@ class CausalFilter:
 
     def __init__(self, sos: np.ndarray) -> None:
         self.sos = np.asarray(sos, dtype=np.float64)
-        self._zi_unit = signal.sosfilt_zi(self.sos)
+        self._zi_unit = sos_steady_state(self.sos)
         self._zi: np.ndarray | None = None
 
     @classmethod
     def butter(cls, order: int, cutoff_hz: float | tuple[float, float], fs_hz: float, btype: str) -> CausalFilter:
-        return cls(signal.butter(order, cutoff_hz, btype=btype, fs=fs_hz, output="sos"))
+        return cls(butter_sos(order, cutoff_hz, fs_hz, btype))
 
     def reset(self) -> None:
         self._zi = None
@@ -48,8 +49,8 @@ class CausalFilter:
             return x.copy()
         if self._zi is None:
             self._zi = self._zi_unit * x[0]
-        y, self._zi = signal.sosfilt(self.sos, x, zi=self._zi)
-        return np.asarray(y)
+        y, self._zi = sos_filter(self.sos, x, self._zi)
+        return y
 
 
 class HoldGaps:

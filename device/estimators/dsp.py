@@ -16,7 +16,6 @@ from ECG; 0.63 without record 41, whose monitor HR ignores half the beats of a b
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from device.dsp import (
     CARDIAC_FS_HZ,
@@ -28,6 +27,7 @@ from device.dsp import (
     robust_range,
 )
 from device.estimators.base import Estimate
+from device.peaks import find_peaks
 
 #: Fastest heart rate we report: 220 bpm (infants reach ~200). Refractory period 60/220 s.
 HR_MAX_BPM = 220.0
