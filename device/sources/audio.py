@@ -26,7 +26,7 @@ import numpy as np
 
 from device.config import doc, register_section
 from device.errors import UserError
-from device.sources.base import Frame, FrameQueue
+from device.sources.base import Frame, FrameQueue, ThreadedSource
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _device(spec: str) -> int | str | None:
     return int(spec) if spec.isdigit() else spec
 
 
-class AudioSource:
+class AudioSource(ThreadedSource):
     """Blocking reads from a PortAudio input in the source's own thread."""
 
     live = True
@@ -125,27 +125,12 @@ class AudioSource:
                 "[audio] device / --audio to a name or index from that list",
             ) from None
         self.device_name = str(info["name"])
-        self._thread: threading.Thread | None = None
         self.state = "starting"
         self.samples = 0
         self.blocks = 0
         self.overflows = 0
         self.errors = 0
         self.last_error = ""
-
-    def start(self, out: FrameQueue, stop: threading.Event) -> None:
-        self._thread = threading.Thread(
-            target=self._run, args=(out, stop), name=self.name, daemon=True
-        )
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def finished(self) -> bool:
-        return False
 
     def status(self) -> dict[str, Any]:
         return {

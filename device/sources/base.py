@@ -83,3 +83,30 @@ class Source(Protocol):
     @property
     def finished(self) -> bool:
         """True once a finite source (a replay without --loop) has delivered everything."""
+
+
+class ThreadedSource:
+    """Base of the sources: one daemon thread named after the source runs ``_run`` until the
+    stop event is set. Subclasses set ``name`` and ``roles`` and implement ``_run`` and
+    ``status``; a finite source overrides ``finished``."""
+
+    name: str
+    roles: dict[str, float]
+    _thread: threading.Thread | None = None
+
+    def start(self, out: FrameQueue, stop: threading.Event) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(out, stop), name=self.name, daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def _run(self, out: FrameQueue, stop: threading.Event) -> None:
+        raise NotImplementedError

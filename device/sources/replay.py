@@ -19,7 +19,7 @@ import numpy as np
 
 from device.errors import UserError
 from device.recording import Recording
-from device.sources.base import Frame, FrameQueue
+from device.sources.base import Frame, FrameQueue, ThreadedSource
 
 #: signal time per frame at real-time speed: 0.1 s keeps latency well under the 1 s vitals
 #: period while keeping per-frame overhead small
@@ -31,7 +31,7 @@ MIN_FRAME_WALL_S = 0.005
 BACKLOG_FRAMES = 50
 
 
-class ReplaySource:
+class ReplaySource(ThreadedSource):
     """Plays ``rec`` at ``speed`` x real time; ``loop`` starts again at the end, forever."""
 
     #: the signal clock is the recording's, not the wall clock: the daemon never feeds gaps
@@ -55,7 +55,6 @@ class ReplaySource:
         self.roles: dict[str, float] = dict.fromkeys(rec.roles, rec.fs_hz)
         self._signals = rec.role_signals()
         self._chunk = max(1, int(round(max(FRAME_S, MIN_FRAME_WALL_S * self.speed) * rec.fs_hz)))
-        self._thread: threading.Thread | None = None
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._frames = 0
@@ -64,16 +63,6 @@ class ReplaySource:
         self._waits = 0  # times the replay held back because the core was behind
 
     # -- Source protocol -------------------------------------------------------------------
-    def start(self, out: FrameQueue, stop: threading.Event) -> None:
-        self._thread = threading.Thread(
-            target=self._run, args=(out, stop), name=self.name, daemon=True
-        )
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     @property
     def finished(self) -> bool:
         return self._finished.is_set()

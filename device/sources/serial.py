@@ -28,7 +28,7 @@ from typing import Any
 
 from device.config import doc, register_section
 from device.errors import UserError
-from device.sources.base import Frame, FrameQueue
+from device.sources.base import Frame, FrameQueue, ThreadedSource
 from device.sources.openview import (
     OPENVIEW_PRESETS,
     Decoded,
@@ -148,7 +148,7 @@ def parse_serial_arg(text: str) -> tuple[str, int | None]:
     return text, None
 
 
-class SerialSource:
+class SerialSource(ThreadedSource):
     """A serial board read in its own thread; see the module docstring."""
 
     live = True  # wall-clocked: the daemon's clock follows the board
@@ -164,7 +164,6 @@ class SerialSource:
         self.name = name or f"serial:{cfg.url}"
         self.parser = cfg.make_parser()
         self.roles: dict[str, float] = {s.role: float(cfg.fs_hz) for s in cfg.columns() if s.role}
-        self._thread: threading.Thread | None = None
         self.state = "starting"  # reading | lost | stalled | stopped
         self.samples = 0  # samples per role delivered
         self.lost_samples = 0  # samples per role reported lost (port away or stalled)
@@ -176,20 +175,6 @@ class SerialSource:
         self._feeding = {s.name for s in cfg.columns() if s.role}
 
     # -- Source protocol -----------------------------------------------------------------
-    def start(self, out: FrameQueue, stop: threading.Event) -> None:
-        self._thread = threading.Thread(
-            target=self._run, args=(out, stop), name=self.name, daemon=True
-        )
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def finished(self) -> bool:
-        return False
-
     @property
     def counters(self) -> ParserCounters:
         return self.parser.counters
