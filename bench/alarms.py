@@ -45,7 +45,9 @@ def run(signals: dict[str, np.ndarray], fs: float) -> list[dict[str, Any]]:
     return list(process_recording(rec, load_config(None)))
 
 
-def first_alarm(records: list[dict[str, Any]], condition: str, after_s: float, role: str | None = None) -> float | None:
+def first_alarm(
+    records: list[dict[str, Any]], condition: str, after_s: float, role: str | None = None
+) -> float | None:
     for r in records:
         if (
             r["type"] == "alarm"
@@ -69,7 +71,11 @@ def false_alarms(files: list[Path]) -> dict[str, Any]:
         hours += rec.duration_s / 3600.0
         breaths = np.sort(np.concatenate(ref.breaths_s))
         for r in process_recording(rec, load_config(None)):
-            if r["type"] != "alarm" or r["state"] != "active" or r["onset_t_s"] != r["t_s"] - _delay(r, lim):
+            if (
+                r["type"] != "alarm"
+                or r["state"] != "active"
+                or r["onset_t_s"] != r["t_s"] - _delay(r, lim)
+            ):
                 continue
             if r["technical"]:
                 tech[r["condition"]] = tech.get(r["condition"], 0) + 1
@@ -86,9 +92,16 @@ def false_alarms(files: list[Path]) -> dict[str, Any]:
                 before = breaths[breaths <= k]
                 ref_v = float(k - before[-1]) if len(before) else float(k)
                 inside = ref_v < lim.apnea_delay_s
-            phys.append({"record": f.name.split("_Signals")[0], "t_s": r["t_s"], "condition": c,
-                         "value": r["value"], "reference": None if np.isnan(ref_v) else round(ref_v, 1),
-                         "false": bool(inside) if np.isfinite(ref_v) else None})
+            phys.append(
+                {
+                    "record": f.name.split("_Signals")[0],
+                    "t_s": r["t_s"],
+                    "condition": c,
+                    "value": r["value"],
+                    "reference": None if np.isnan(ref_v) else round(ref_v, 1),
+                    "false": bool(inside) if np.isfinite(ref_v) else None,
+                }
+            )
     n_false = sum(1 for p in phys if p["false"])
     return {
         "hours": round(hours, 3),
@@ -108,8 +121,14 @@ def _delay(r: dict[str, Any], lim: AlarmsConfig) -> float:
     return r["t_s"] - r["onset_t_s"]
 
 
-def response_time(records: list[dict[str, Any]], step_s: float) -> tuple[float | None, float, float]:
-    vit = [(r["t_s"], r["hr_bpm"]) for r in records if r["type"] == "vitals" and r["hr_bpm"] is not None]
+def response_time(
+    records: list[dict[str, Any]], step_s: float
+) -> tuple[float | None, float, float]:
+    vit = [
+        (r["t_s"], r["hr_bpm"])
+        for r in records
+        if r["type"] == "vitals" and r["hr_bpm"] is not None
+    ]
     t = np.array([a for a, _ in vit])
     h = np.array([b for _, b in vit])
     h0 = float(np.median(h[(t > step_s - 20) & (t <= step_s)]))
@@ -120,7 +139,12 @@ def response_time(records: list[dict[str, Any]], step_s: float) -> tuple[float |
 
 
 def scenarios(data: Path) -> dict[str, Any]:
-    out: dict[str, list[dict[str, Any]]] = {"hr_step": [], "apnea": [], "sensor_off": [], "signal_lost": []}
+    out: dict[str, list[dict[str, Any]]] = {
+        "hr_step": [],
+        "apnea": [],
+        "sensor_off": [],
+        "signal_lost": [],
+    }
     for name in STEP_RECORDS:
         files = sorted(data.glob(f"{name}_Signals.csv*"))
         if not files:
@@ -132,36 +156,71 @@ def scenarios(data: Path) -> dict[str, Any]:
         h_after = float(np.nanmedian(ref.hr_bpm[120:300]))
         factor = 130.0 / h_after
         for roles in (("ecg", "ppg", "resp"), ("ppg",), ("ecg",)):
-            s, step = splice.hr_step({r: sig[r] for r in roles}, fs, before_s=120.0, after_s=90.0, factor=factor)
+            s, step = splice.hr_step(
+                {r: sig[r] for r in roles}, fs, before_s=120.0, after_s=90.0, factor=factor
+            )
             res = run(s, fs)
             rt, h0, h1 = response_time(res, step)
-            out["hr_step"].append({"record": name, "roles": ",".join(roles), "hr_before": round(h0, 1),
-                                   "hr_after": round(h1, 1), "time_to_alarm_s": first_alarm(res, "hr_high", step),
-                                   "hr_response_90_s": rt})
+            out["hr_step"].append(
+                {
+                    "record": name,
+                    "roles": ",".join(roles),
+                    "hr_before": round(h0, 1),
+                    "hr_after": round(h1, 1),
+                    "time_to_alarm_s": first_alarm(res, "hr_high", step),
+                    "hr_response_90_s": rt,
+                }
+            )
         s, start = splice.apnea(sig, fs, start_s=150.0, duration_s=30.0)
         res = run(s, fs)
-        out["apnea"].append({"record": name, "duration_s": 30.0, "time_to_alarm_s": first_alarm(res, "apnea", start)})
+        out["apnea"].append(
+            {
+                "record": name,
+                "duration_s": 30.0,
+                "time_to_alarm_s": first_alarm(res, "apnea", start),
+            }
+        )
         s, start = splice.flat(sig, fs, role="ppg", start_s=150.0)
         res = run(s, fs)
-        out["sensor_off"].append({"record": name, "role": "ppg", "time_to_alarm_s": first_alarm(res, "sensor_off", start, "ppg")})
+        out["sensor_off"].append(
+            {
+                "record": name,
+                "role": "ppg",
+                "time_to_alarm_s": first_alarm(res, "sensor_off", start, "ppg"),
+            }
+        )
         s, start = splice.dropout(sig, fs, role="ppg", start_s=150.0, duration_s=30.0)
         res = run(s, fs)
-        out["signal_lost"].append({"record": name, "role": "ppg",
-                                   "time_to_alarm_s": first_alarm(res, "signal_lost", start, "ppg")})
+        out["signal_lost"].append(
+            {
+                "record": name,
+                "role": "ppg",
+                "time_to_alarm_s": first_alarm(res, "signal_lost", start, "ppg"),
+            }
+        )
     summary: dict[str, Any] = {}
     for k, rows in out.items():
         tta = [r["time_to_alarm_s"] for r in rows]
-        summary[k] = {"max_time_to_alarm_s": None if None in tta or not tta else max(tta),
-                      "mean_time_to_alarm_s": None if None in tta or not tta else round(float(np.mean(tta)), 2),
-                      "missed": sum(1 for x in tta if x is None), "n": len(tta)}
+        summary[k] = {
+            "max_time_to_alarm_s": None if None in tta or not tta else max(tta),
+            "mean_time_to_alarm_s": None
+            if None in tta or not tta
+            else round(float(np.mean(tta)), 2),
+            "missed": sum(1 for x in tta if x is None),
+            "n": len(tta),
+        }
     rts = [r["hr_response_90_s"] for r in out["hr_step"]]
-    summary["hr_response_90"] = {"max_s": None if None in rts or not rts else max(rts),
-                                 "mean_s": None if None in rts or not rts else round(float(np.mean(rts)), 2)}
+    summary["hr_response_90"] = {
+        "max_s": None if None in rts or not rts else max(rts),
+        "mean_s": None if None in rts or not rts else round(float(np.mean(rts)), 2),
+    }
     return {"cases": out, "summary": summary}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "alarms.json")
     ap.add_argument("--skip-false", action="store_true", help="only the spliced scenarios")
@@ -180,8 +239,10 @@ def main() -> int:
     if not a.skip_false:
         fa = false_alarms(files)
         result["false_alarms"] = fa
-        print(f"false physiological alarms: {fa['physiological_false']} in {fa['hours']} h "
-              f"({fa['physiological_false_per_hour']}/h); unscorable {fa['physiological_unscorable']}")
+        print(
+            f"false physiological alarms: {fa['physiological_false']} in {fa['hours']} h "
+            f"({fa['physiological_false_per_hour']}/h); unscorable {fa['physiological_unscorable']}"
+        )
         for p in fa["physiological_alarms"]:
             print("  ", p)
         print(f"technical alarms per hour: {fa['technical_per_hour']}")

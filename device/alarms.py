@@ -36,29 +36,41 @@ class AlarmsConfig:
 
     hr_high_bpm: float = doc("heart rate above this is tachycardia (hr_high)", 120.0)
     hr_low_bpm: float = doc("heart rate below this is bradycardia (hr_low)", 50.0)
-    hr_high_severe_bpm: float = doc("heart rate above this makes hr_high a high-priority alarm", 150.0)
+    hr_high_severe_bpm: float = doc(
+        "heart rate above this makes hr_high a high-priority alarm", 150.0
+    )
     hr_low_severe_bpm: float = doc("heart rate below this makes hr_low a high-priority alarm", 40.0)
-    rr_high_bpm: float = doc("respiratory rate above this (breaths/min) is tachypnoea (rr_high)", 30.0)
+    rr_high_bpm: float = doc(
+        "respiratory rate above this (breaths/min) is tachypnoea (rr_high)", 30.0
+    )
     rr_low_bpm: float = doc("respiratory rate below this (breaths/min) is bradypnoea (rr_low)", 8.0)
-    apnea_delay_s: float = doc("no breath detected for this long raises apnea (high priority)", 20.0)
+    apnea_delay_s: float = doc(
+        "no breath detected for this long raises apnea (high priority)", 20.0
+    )
     condition_delay_s: float = doc(
         "a limit must be violated this long before its alarm sounds (IEC 60601-1-8 alarm-condition "
         "delay; 0 to 15 s)",
         5.0,
     )
-    hr_hysteresis_bpm: float = doc("an HR alarm clears once HR is back inside the limit by this much", 5.0)
-    rr_hysteresis_bpm: float = doc("an RR alarm clears once RR is back inside the limit by this much", 2.0)
+    hr_hysteresis_bpm: float = doc(
+        "an HR alarm clears once HR is back inside the limit by this much", 5.0
+    )
+    rr_hysteresis_bpm: float = doc(
+        "an RR alarm clears once RR is back inside the limit by this much", 2.0
+    )
     signal_lost_s: float = doc("no samples for this long on a role in use raises signal_lost", 2.0)
     sensor_off_s: float = doc(
         "an ECG/PPG signal flat or saturated for this long raises sensor_off (impedance: at least "
         "12 s, because normal breathing pauses for seconds at end-expiration)",
         3.0,
     )
-    poor_signal_s: float = doc("signal quality too low to measure for this long raises poor_signal", 10.0)
+    poor_signal_s: float = doc(
+        "signal quality too low to measure for this long raises poor_signal", 10.0
+    )
     latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
     enabled: list[str] = doc(
-        "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, signal_lost, "
-        "sensor_off, poor_signal, inference_error",
+        "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
+        "signal_lost, sensor_off, poor_signal, inference_error",
         factory=lambda: list(PHYSIOLOGICAL + TECHNICAL),
     )
 
@@ -216,7 +228,9 @@ class _Check:
 class AlarmEngine:
     """Turns each second's vitals and technical states into alarm events."""
 
-    def __init__(self, cfg: AlarmsConfig | None = None, bed: str = "bed", epoch_s: float = 0.0) -> None:
+    def __init__(
+        self, cfg: AlarmsConfig | None = None, bed: str = "bed", epoch_s: float = 0.0
+    ) -> None:
         self.cfg = cfg or AlarmsConfig()
         self.bed = bed
         self.epoch_s = epoch_s
@@ -297,7 +311,9 @@ class AlarmEngine:
     def _open(self, t_s: float, chk: _Check) -> Alarm:
         cond, role = chk.key
         onset = self._since.get(chk.key, t_s)
-        parts = [self.bed, cond] + ([role] if role else []) + [str(int(round(self.epoch_s + onset)))]
+        parts = (
+            [self.bed, cond] + ([role] if role else []) + [str(int(round(self.epoch_s + onset)))]
+        )
         alarm = Alarm(
             id="-".join(parts),
             condition=cond,
@@ -334,18 +350,62 @@ class AlarmEngine:
         def hr_prio_low(v: float | None) -> str:
             return "high" if v is not None and v < c.hr_low_severe_bpm else "medium"
 
-        out.append(_Check(("hr_high", None), hr is not None and hr > c.hr_high_bpm,
-                          hr is not None and hr > c.hr_high_bpm - c.hr_hysteresis_bpm,
-                          hr, c.hr_high_bpm, hr_prio_high(hr), delay, False, _src(inp.hr_role), hr is None))
-        out.append(_Check(("hr_low", None), hr is not None and hr < c.hr_low_bpm,
-                          hr is not None and hr < c.hr_low_bpm + c.hr_hysteresis_bpm,
-                          hr, c.hr_low_bpm, hr_prio_low(hr), delay, False, _src(inp.hr_role), hr is None))
-        out.append(_Check(("rr_high", None), rr is not None and rr > c.rr_high_bpm,
-                          rr is not None and rr > c.rr_high_bpm - c.rr_hysteresis_bpm,
-                          rr, c.rr_high_bpm, "medium", delay, False, _src(inp.rr_role), rr is None))
-        out.append(_Check(("rr_low", None), rr is not None and rr < c.rr_low_bpm,
-                          rr is not None and rr < c.rr_low_bpm + c.rr_hysteresis_bpm,
-                          rr, c.rr_low_bpm, "medium", delay, False, _src(inp.rr_role), rr is None))
+        out.append(
+            _Check(
+                ("hr_high", None),
+                hr is not None and hr > c.hr_high_bpm,
+                hr is not None and hr > c.hr_high_bpm - c.hr_hysteresis_bpm,
+                hr,
+                c.hr_high_bpm,
+                hr_prio_high(hr),
+                delay,
+                False,
+                _src(inp.hr_role),
+                hr is None,
+            )
+        )
+        out.append(
+            _Check(
+                ("hr_low", None),
+                hr is not None and hr < c.hr_low_bpm,
+                hr is not None and hr < c.hr_low_bpm + c.hr_hysteresis_bpm,
+                hr,
+                c.hr_low_bpm,
+                hr_prio_low(hr),
+                delay,
+                False,
+                _src(inp.hr_role),
+                hr is None,
+            )
+        )
+        out.append(
+            _Check(
+                ("rr_high", None),
+                rr is not None and rr > c.rr_high_bpm,
+                rr is not None and rr > c.rr_high_bpm - c.rr_hysteresis_bpm,
+                rr,
+                c.rr_high_bpm,
+                "medium",
+                delay,
+                False,
+                _src(inp.rr_role),
+                rr is None,
+            )
+        )
+        out.append(
+            _Check(
+                ("rr_low", None),
+                rr is not None and rr < c.rr_low_bpm,
+                rr is not None and rr < c.rr_low_bpm + c.rr_hysteresis_bpm,
+                rr,
+                c.rr_low_bpm,
+                "medium",
+                delay,
+                False,
+                _src(inp.rr_role),
+                rr is None,
+            )
+        )
 
         # Apnea: no breath for apnea_delay_s. Counted from the last detected breath (or from the
         # start of monitoring), and only while a breath detector has signal: a lost or detached
@@ -353,28 +413,76 @@ class AlarmEngine:
         if inp.breathing_monitored:
             last = inp.last_breath_s if inp.last_breath_s is not None else 0.0
             since_breath = t_s - last
-            out.append(_Check(("apnea", None), since_breath >= c.apnea_delay_s,
-                              since_breath >= c.apnea_delay_s, round(since_breath, 1), c.apnea_delay_s,
-                              "high", 0.0, False, f"no breath for {since_breath:.0f} s"))
+            out.append(
+                _Check(
+                    ("apnea", None),
+                    since_breath >= c.apnea_delay_s,
+                    since_breath >= c.apnea_delay_s,
+                    round(since_breath, 1),
+                    c.apnea_delay_s,
+                    "high",
+                    0.0,
+                    False,
+                    f"no breath for {since_breath:.0f} s",
+                )
+            )
         else:
-            out.append(_Check(("apnea", None), False, False, None, c.apnea_delay_s, "high", 0.0, False))
+            out.append(
+                _Check(("apnea", None), False, False, None, c.apnea_delay_s, "high", 0.0, False)
+            )
 
         roles = inp.roles
-        all_lost = bool(roles) and all(r.lost_s >= c.signal_lost_s or r.off_s > 0
-                                        for r in roles.values())
+        all_lost = bool(roles) and all(
+            r.lost_s >= c.signal_lost_s or r.off_s > 0 for r in roles.values()
+        )
         tech_prio = "high" if all_lost else "low"
         for role, st in sorted(roles.items()):
             lost = st.lost_s >= c.signal_lost_s
-            out.append(_Check(("signal_lost", role), lost, lost, round(st.lost_s, 1), c.signal_lost_s,
-                              tech_prio, 0.0, True, f"no {role} samples for {st.lost_s:.0f} s"))
+            out.append(
+                _Check(
+                    ("signal_lost", role),
+                    lost,
+                    lost,
+                    round(st.lost_s, 1),
+                    c.signal_lost_s,
+                    tech_prio,
+                    0.0,
+                    True,
+                    f"no {role} samples for {st.lost_s:.0f} s",
+                )
+            )
             off = st.off_s > 0 and not lost
-            out.append(_Check(("sensor_off", role), off, off, round(st.off_s, 1), c.sensor_off_s,
-                              tech_prio, 0.0, True, f"{role} signal {st.off_reason}" if off else ""))
+            out.append(
+                _Check(
+                    ("sensor_off", role),
+                    off,
+                    off,
+                    round(st.off_s, 1),
+                    c.sensor_off_s,
+                    tech_prio,
+                    0.0,
+                    True,
+                    f"{role} signal {st.off_reason}" if off else "",
+                )
+            )
             poor = st.poor_s >= c.poor_signal_s and not lost and st.off_s == 0
-            out.append(_Check(("poor_signal", role), poor, poor, round(st.poor_s, 1), c.poor_signal_s,
-                              "low", 0.0, True, f"{role} quality too low to measure"))
+            out.append(
+                _Check(
+                    ("poor_signal", role),
+                    poor,
+                    poor,
+                    round(st.poor_s, 1),
+                    c.poor_signal_s,
+                    "low",
+                    0.0,
+                    True,
+                    f"{role} quality too low to measure",
+                )
+            )
             err = bool(st.error)
-            out.append(_Check(("inference_error", role), err, err, None, None, "low", 0.0, True, st.error))
+            out.append(
+                _Check(("inference_error", role), err, err, None, None, "low", 0.0, True, st.error)
+            )
         return out
 
 

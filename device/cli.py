@@ -19,13 +19,35 @@ from device.errors import UserError
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("device.commands.demo", "run the daemon on a bundled real recording and show what a nurses' station receives"),
-    "run": ("device.commands.run", "the bedside daemon: read sensors, estimate HR/RR, raise alarms, publish over MQTT"),
-    "process": ("device.commands.process", "run the streaming core over a recording as fast as the CPU allows; write JSON lines"),
-    "replay": ("device.commands.replay", "play a recording into a serial port (or a pty) like a sensor board, or into raw PCM for ALSA"),
-    "train": ("convert.commands.train", "train an HR or RR model on recordings (needs the [convert] extra)"),
-    "convert": ("convert.commands.convert", "quantize a trained model to TFLite with a manifest (needs the [convert] extra)"),
-    "eval": ("convert.commands.evaluate", "score a TFLite model on recordings: MAE, coverage, plots (needs [convert])"),
+    "demo": (
+        "device.commands.demo",
+        "run the daemon on a bundled real recording and show what a nurses' station receives",
+    ),
+    "run": (
+        "device.commands.run",
+        "the bedside daemon: read sensors, estimate HR/RR, raise alarms, publish over MQTT",
+    ),
+    "process": (
+        "device.commands.process",
+        "run the streaming core over a recording as fast as the CPU allows; write JSON lines",
+    ),
+    "replay": (
+        "device.commands.replay",
+        "play a recording into a serial port (or a pty) like a sensor board, "
+        "or into raw PCM for ALSA",
+    ),
+    "train": (
+        "convert.commands.train",
+        "train an HR or RR model on recordings (needs the [convert] extra)",
+    ),
+    "convert": (
+        "convert.commands.convert",
+        "quantize a trained model to TFLite with a manifest (needs the [convert] extra)",
+    ),
+    "eval": (
+        "convert.commands.evaluate",
+        "score a TFLite model on recordings: MAE, coverage, plots (needs [convert])",
+    ),
 }
 
 
@@ -36,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with alarms published over MQTT. Run 'bedside COMMAND --help' for each command.",
     )
     parser.add_argument("--version", action="version", version=f"bedside-edge {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         try:
@@ -45,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
             if not (e.name or "").startswith((module, "convert.commands", "device.commands")):
                 raise
             continue  # a command not built yet in this checkout
-        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(mod.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser
@@ -56,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         return int(args._module.run(args) or 0)
     except UserError as e:

@@ -21,7 +21,9 @@ from typing import Any
 from device.errors import UserError
 
 
-def doc(help_text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+def doc(
+    help_text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING
+) -> Any:
     """A dataclass field with its description."""
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"help": help_text})
@@ -40,9 +42,13 @@ class BedConfig:
 @dataclass
 class MqttConfig:
     broker: str = doc("broker URL: mqtt://HOST:PORT (plain TCP)", "mqtt://127.0.0.1:1883")
-    prefix: str = doc("topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside")
+    prefix: str = doc(
+        "topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside"
+    )
     client_id: str = doc("MQTT client id; empty means bedside-<bed>", "")
-    keepalive_s: int = doc("MQTT keepalive in seconds; the broker publishes the last will after 1.5x this", 10)
+    keepalive_s: int = doc(
+        "MQTT keepalive in seconds; the broker publishes the last will after 1.5x this", 10
+    )
     username: str = doc("broker user name (empty: anonymous)", "")
     password_file: str = doc("file holding the broker password (kept out of the config)", "")
     outbox_path: str = doc(
@@ -56,7 +62,8 @@ class MqttConfig:
 class RecordingConfig:
     fs_hz: float | None = doc("sample rate of CSV recordings without a 'Time [s]' column", None)
     roles: dict[str, str] = doc(
-        "column name -> role (ecg, ppg, resp, audio); empty: BIDMC names (II, PLETH, RESP)", factory=dict
+        "column name -> role (ecg, ppg, resp, audio); empty: BIDMC names (II, PLETH, RESP)",
+        factory=dict,
     )
 
 
@@ -141,11 +148,15 @@ def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> A
     for key, value in data.items():
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"{source}: unknown key '{where}.{key}'", f"valid keys in [{where}] are: {known}")
+            raise ConfigError(
+                f"{source}: unknown key '{where}.{key}'", f"valid keys in [{where}] are: {known}"
+            )
         tp = hints[key]
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{where}.{key}' must be a table", f"write it as [{where}.{key}]")
+                raise ConfigError(
+                    f"{source}: '{where}.{key}' must be a table", f"write it as [{where}.{key}]"
+                )
             kwargs[key] = build_section(tp, value, f"{where}.{key}", source)
             continue
         ok, v = _type_ok(value, tp)
@@ -171,7 +182,12 @@ def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> A
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     cfg = Config()
-    core = {"bed": BedConfig, "mqtt": MqttConfig, "recording": RecordingConfig, "replay": ReplayConfig}
+    core = {
+        "bed": BedConfig,
+        "mqtt": MqttConfig,
+        "recording": RecordingConfig,
+        "replay": ReplayConfig,
+    }
     for name, value in data.items():
         cls = core.get(name) or _EXTRA_SECTIONS.get(name)
         if cls is None:
@@ -200,11 +216,15 @@ def load_config(path: str | Path | None) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file", "check the path given to --config") from None
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read config ({e.strerror})", "check the file's permissions") from None
+        raise ConfigError(
+            f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})", "fix the syntax at the position shown") from None
+        raise ConfigError(
+            f"{p}: not valid TOML ({e})", "fix the syntax at the position shown"
+        ) from None
     return parse_config(data, str(p))
 
 
@@ -212,7 +232,12 @@ def _register_builtin_sections() -> None:
     """Import the modules that own optional sections so that they register themselves."""
     import importlib
 
-    for module in ("device.alarms", "device.sources.serial", "device.sources.audio", "device.inference"):
+    for module in (
+        "device.alarms",
+        "device.sources.serial",
+        "device.sources.audio",
+        "device.inference",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -265,13 +290,19 @@ def reference_markdown() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "One TOML file, given to `bedside run --config FILE` (and `bedside process --config FILE`).",
-        "Every section and key is optional; unknown sections and keys are errors that name the key.",
-        "`bedside run --check-config --config FILE` validates a file and exits 0, or 1 naming the bad",
-        "key. Units are in the key names. Generated from the code by `device.config.reference_markdown()`.",
+        "One TOML file, given to `bedside run --config FILE` (and `bedside process --config "
+        "FILE`). Every section and key is optional; unknown sections and keys are errors that "
+        "name the key. `bedside run --check-config --config FILE` validates a file and exits 0, "
+        "or 1 naming the bad key. Units are in the key names. Generated from the code by "
+        "`device.config.reference_markdown()`.",
         "",
     ]
-    core = {"bed": BedConfig, "mqtt": MqttConfig, "recording": RecordingConfig, "replay": ReplayConfig}
+    core = {
+        "bed": BedConfig,
+        "mqtt": MqttConfig,
+        "recording": RecordingConfig,
+        "replay": ReplayConfig,
+    }
     for name, cls in [*core.items(), *sorted(_EXTRA_SECTIONS.items())]:
         lines += _section_rows(name, cls)
     return "\n".join(lines)
@@ -286,8 +317,10 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
             lines.append(f"[{prefix}{f.name}]")
             lines.extend(describe(tp, f"{prefix}{f.name}."))
         elif "help" in f.metadata:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             )
             lines.append(f"  {f.name} = {default!r}: {f.metadata['help']}")
     return lines

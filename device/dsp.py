@@ -37,7 +37,9 @@ class CausalFilter:
         self._zi: np.ndarray | None = None
 
     @classmethod
-    def butter(cls, order: int, cutoff_hz: float | tuple[float, float], fs_hz: float, btype: str) -> CausalFilter:
+    def butter(
+        cls, order: int, cutoff_hz: float | tuple[float, float], fs_hz: float, btype: str
+    ) -> CausalFilter:
         return cls(butter_sos(order, cutoff_hz, fs_hz, btype))
 
     def reset(self) -> None:
@@ -89,10 +91,14 @@ class Resampler:
 
     def __init__(self, fs_in: float, fs_out: float) -> None:
         self.fs_in, self.fs_out = float(fs_in), float(fs_out)
-        self.ratio = Fraction(self.fs_in).limit_denominator(10000) / Fraction(self.fs_out).limit_denominator(10000)
+        self.ratio = Fraction(self.fs_in).limit_denominator(10000) / Fraction(
+            self.fs_out
+        ).limit_denominator(10000)
         self.identity = self.ratio == 1
         self._aa = (
-            CausalFilter.butter(6, 0.4 * self.fs_out, self.fs_in, "lowpass") if self.fs_out < self.fs_in else None
+            CausalFilter.butter(6, 0.4 * self.fs_out, self.fs_in, "lowpass")
+            if self.fs_out < self.fs_in
+            else None
         )
         self._n_in = 0  # input samples consumed so far
         self._k = 0  # next output index
@@ -109,7 +115,9 @@ class Resampler:
         self._n_in += len(x)
         p, q = self.ratio.numerator, self.ratio.denominator
         # outputs k need input floor(k*p/q) and the next one: floor(k*p/q) + 1 <= n_in - 1
-        k_max = ((self._n_in - 1) * q - 1) // p if self._n_in >= 2 else -1  # largest k with k*p/q < n_in-1
+        k_max = (
+            ((self._n_in - 1) * q - 1) // p if self._n_in >= 2 else -1
+        )  # largest k with k*p/q < n_in-1
         if k_max < self._k:
             self._prev = buf[-1:] if len(buf) else self._prev
             return np.zeros(0)

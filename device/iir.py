@@ -20,14 +20,18 @@ import math
 import numpy as np
 
 
-def butter_sos(order: int, cutoff_hz: float | tuple[float, float], fs_hz: float, btype: str) -> np.ndarray:
+def butter_sos(
+    order: int, cutoff_hz: float | tuple[float, float], fs_hz: float, btype: str
+) -> np.ndarray:
     """Digital Butterworth filter as second-order sections, shape (n_sections, 6)."""
     if order < 1:
         raise ValueError("order must be >= 1")
     nyq = fs_hz / 2.0
     edges = np.atleast_1d(np.asarray(cutoff_hz, dtype=np.float64))
     if np.any(edges <= 0) or np.any(edges >= nyq):
-        raise ValueError(f"cutoff {cutoff_hz} Hz must lie strictly between 0 and Nyquist ({nyq} Hz)")
+        raise ValueError(
+            f"cutoff {cutoff_hz} Hz must lie strictly between 0 and Nyquist ({nyq} Hz)"
+        )
     # analog prototype (cut-off 1 rad/s): poles on the left half of the unit circle
     m = np.arange(-order + 1, order, 2)
     p = -np.exp(1j * np.pi * m / (2 * order))

@@ -7,9 +7,9 @@ map them to their own systems without guessing.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-import typing
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -73,11 +73,19 @@ class Vitals:
                 continue
             measurements.append(
                 {
-                    "mdc": MDC_TERMS.get((q, src), "MDC_PULS_RATE" if q == "hr" else "MDC_RESP_RATE"),
+                    "mdc": MDC_TERMS.get(
+                        (q, src), "MDC_PULS_RATE" if q == "hr" else "MDC_RESP_RATE"
+                    ),
                     "value": rec[unit_field],
                     "unit": MDC_UNITS[q],
                     "source": src,
                     "model": rec[f"{q}_model"],
                 }
             )
-        return {"schema_version": SCHEMA_VERSION, "bed": bed, "ts": iso_utc(ts), **rec, "measurements": measurements}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "bed": bed,
+            "ts": iso_utc(ts),
+            **rec,
+            "measurements": measurements,
+        }

@@ -71,7 +71,9 @@ class RoleTracker:
                 self.good_since = t_s
             warm = t_s - self.good_since >= WARMUP_S.get(self.role, 15.0)
             self.poor_s = 0.0 if has_estimate or not warm else self.poor_s + 1.0
-        return RoleState(lost_s=lost_s, off_s=self.off_s, off_reason=self.off_reason, poor_s=self.poor_s)
+        return RoleState(
+            lost_s=lost_s, off_s=self.off_s, off_reason=self.off_reason, poor_s=self.poor_s
+        )
 
     def _judge_window(self) -> None:
         if len(self._seconds) < (self._seconds.maxlen or 1):
@@ -92,7 +94,9 @@ class RoleTracker:
 
 
 class Monitor:
-    def __init__(self, pipeline: Pipeline, cfg: Config, bed: str = "", epoch_s: float = 0.0) -> None:
+    def __init__(
+        self, pipeline: Pipeline, cfg: Config, bed: str = "", epoch_s: float = 0.0
+    ) -> None:
         self.pipeline = pipeline
         self.cfg = cfg
         self.bed = bed or cfg.bed.id
@@ -100,14 +104,19 @@ class Monitor:
         #: alarm ids are deterministic there and unique across restarts when live
         self.epoch_s = epoch_s
         alarms_cfg = cfg.extra.get("alarms")
-        self.alarms = AlarmEngine(alarms_cfg if isinstance(alarms_cfg, AlarmsConfig) else None, self.bed, epoch_s)
+        self.alarms = AlarmEngine(
+            alarms_cfg if isinstance(alarms_cfg, AlarmsConfig) else None, self.bed, epoch_s
+        )
         off_s = self.alarms.cfg.sensor_off_s
         self._trackers = {
-            r: RoleTracker(r, fs, max(off_s, OFF_WINDOW_S.get(r, off_s))) for r, fs in pipeline.fs_hz.items()
+            r: RoleTracker(r, fs, max(off_s, OFF_WINDOW_S.get(r, off_s)))
+            for r, fs in pipeline.fs_hz.items()
         }
 
     @classmethod
-    def for_inputs(cls, fs_hz: dict[str, float], cfg: Config, bed: str = "", epoch_s: float = 0.0) -> Monitor:
+    def for_inputs(
+        cls, fs_hz: dict[str, float], cfg: Config, bed: str = "", epoch_s: float = 0.0
+    ) -> Monitor:
         return cls(Pipeline(fs_hz, default_estimators(fs_hz)), cfg, bed, epoch_s)
 
     @property
@@ -119,7 +128,7 @@ class Monitor:
         self.pipeline.feed(role, x)
 
     def feed_gap(self, role: str, n_samples: int) -> None:
-        """``n_samples`` of ``role`` that never arrived (port gone): gaps, and signal_lost after 2 s."""
+        """``n_samples`` of ``role`` that never arrived (port gone): gaps; signal_lost after 2 s."""
         self.pipeline.feed_gap(role, n_samples)
 
     def step(self) -> list[Any]:
@@ -132,7 +141,7 @@ class Monitor:
         return out
 
     def acknowledge(self, alarm_id: str) -> list[AlarmEvent]:
-        """Acknowledge an alarm (from ``<prefix>/<bed>/cmd/ack``); returns the state-change events."""
+        """Acknowledge an alarm (``<prefix>/<bed>/cmd/ack``); returns the state-change events."""
         return self.alarms.acknowledge(alarm_id, self.t_s)
 
     def alarm_summary(self) -> list[dict[str, Any]]:

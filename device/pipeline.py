@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from device.dsp import INTERNAL_FS_HZ, HoldGaps, Resampler
+from device.dsp import HoldGaps, Resampler
 from device.estimators.base import Estimate, Estimator
 from device.messages import Vitals
 
@@ -68,7 +68,9 @@ def default_estimators(roles: Iterable[str]) -> list[Estimator]:
 class Pipeline:
     """Feeds each role's samples to its estimators and assembles vitals once per second."""
 
-    def __init__(self, fs_hz: dict[str, float], estimators: Sequence[Estimator] | None = None) -> None:
+    def __init__(
+        self, fs_hz: dict[str, float], estimators: Sequence[Estimator] | None = None
+    ) -> None:
         if not fs_hz:
             raise ValueError("a pipeline needs at least one role")
         self.fs_hz = dict(fs_hz)
@@ -77,7 +79,9 @@ class Pipeline:
         self._streams: dict[tuple[str, float], RoleStream] = {}
         for est in self.estimators:
             if est.role not in self.fs_hz:
-                raise ValueError(f"estimator {est.name} needs role {est.role!r}, which is not an input")
+                raise ValueError(
+                    f"estimator {est.name} needs role {est.role!r}, which is not an input"
+                )
             self._by_role[est.role].append(est)
             key = (est.role, est.fs_hz)
             if key not in self._streams:
@@ -122,7 +126,9 @@ class Pipeline:
 
     def ready(self) -> bool:
         k = self.second + 1
-        return all(self._consumed[r] + self._n_pending[r] >= self._boundary(r, k) for r in self.fs_hz)
+        return all(
+            self._consumed[r] + self._n_pending[r] >= self._boundary(r, k) for r in self.fs_hz
+        )
 
     def drain(self) -> list[Vitals]:
         """Every vitals record whose second is now complete on all roles."""
@@ -157,7 +163,9 @@ class Pipeline:
             try:
                 estimates.append(est.estimate(t_s))
             except Exception as e:  # a failing model must not stop the monitor: it is alarmed
-                self.errors[f"{est.quantity}_{est.role}"] = f"{est.name}: {e.__class__.__name__}: {e}"
+                self.errors[f"{est.quantity}_{est.role}"] = (
+                    f"{est.name}: {e.__class__.__name__}: {e}"
+                )
                 estimates.append(Estimate(None, 0.0, est.name, est.role, est.quantity))
         self.last = {f"{e.quantity}_{e.role}": e for e in estimates}
         sqi = {f"{e.quantity}_{e.role}": e.quality for e in estimates}
@@ -184,7 +192,10 @@ def _choose(estimates: list[Estimate], quantity: str, preference: Sequence[str])
 
 
 def run_recording(
-    signals: dict[str, np.ndarray], fs_hz: float, chunk: int = 1000, estimators: Sequence[Estimator] | None = None
+    signals: dict[str, np.ndarray],
+    fs_hz: float,
+    chunk: int = 1000,
+    estimators: Sequence[Estimator] | None = None,
 ) -> list[Vitals]:
     """Drive a pipeline over whole signals in chunks of ``chunk`` samples (offline use)."""
     core = Pipeline(dict.fromkeys(signals, fs_hz), estimators)

@@ -134,7 +134,9 @@ def read_csv(
     try:
         table = np.array(rows, dtype=np.float64)
     except ValueError as e:
-        raise UserError(f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header") from None
+        raise UserError(
+            f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header"
+        ) from None
 
     cols = {n: table[:, j] for j, n in enumerate(names)}
     if TIME_COLUMN in cols:
@@ -143,7 +145,10 @@ def read_csv(
         # PhysioNet prints times with limited precision (100.01, 100.01, 100.02...), so the
         # rate comes from the whole span, and the column need only be non-decreasing.
         if len(tf) < 2 or tf[-1] <= tf[0] or np.any(np.diff(tf) < 0):
-            raise UserError(f"{p}: '{TIME_COLUMN}' is not increasing", "fix the time column or drop it and give --fs")
+            raise UserError(
+                f"{p}: '{TIME_COLUMN}' is not increasing",
+                "fix the time column or drop it and give --fs",
+            )
         fs_file = (len(tf) - 1) / float(tf[-1] - tf[0])
         if fs_hz is not None and abs(fs_file - fs_hz) > 0.01 * fs_hz:
             raise UserError(
@@ -163,7 +168,9 @@ def read_csv(
     roles: dict[str, str] = {}
     for col, role in mapping.items():
         if role not in ROLES:
-            raise UserError(f"{p}: unknown role '{role}' for column '{col}'", f"use one of {', '.join(ROLES)}")
+            raise UserError(
+                f"{p}: unknown role '{role}' for column '{col}'", f"use one of {', '.join(ROLES)}"
+            )
         if col in cols:
             roles[role] = col
     if role_map is not None:
@@ -177,7 +184,7 @@ def read_csv(
     if not roles:
         raise UserError(
             f"{p}: no column maps to a role (columns: {', '.join(names)})",
-            "map columns to roles in the config, e.g. [recording.roles] PLETH = \"ppg\"",
+            'map columns to roles in the config, e.g. [recording.roles] PLETH = "ppg"',
         )
     return _checked(Recording(str(p), fs, cols, roles))
 
@@ -191,7 +198,12 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
     p = Path(path)
     try:
         with wave.open(str(p), "rb") as w:
-            n_ch, width, fs, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            n_ch, width, fs, n = (
+                w.getnchannels(),
+                w.getsampwidth(),
+                w.getframerate(),
+                w.getnframes(),
+            )
             raw = w.readframes(n)
     except FileNotFoundError:
         raise UserError(f"{p}: no such file", "check the path") from None
@@ -202,18 +214,26 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
 
             fs, data = wavfile.read(str(p))
         except Exception:
-            raise UserError(f"{p}: not a readable WAV file ({e})", "convert it to PCM WAV, e.g. with sox") from None
+            raise UserError(
+                f"{p}: not a readable WAV file ({e})", "convert it to PCM WAV, e.g. with sox"
+            ) from None
         x = np.asarray(data, dtype=np.float64)
         x = x.reshape(len(x), -1)
         chans = {f"ch{i}": x[:, i] for i in range(x.shape[1])}
         return _checked(Recording(str(p), float(fs), chans, {role: "ch0"}))
     if n == 0 or len(raw) < n * n_ch * width:
-        raise UserError(f"{p}: WAV holds fewer frames than its header says (truncated)", "copy the file again")
+        raise UserError(
+            f"{p}: WAV holds fewer frames than its header says (truncated)", "copy the file again"
+        )
     if width == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
     elif width == 3:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
-        v = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16))
+        v = (
+            b[:, 0].astype(np.int32)
+            | (b[:, 1].astype(np.int32) << 8)
+            | (b[:, 2].astype(np.int32) << 16)
+        )
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
         x = v.astype(np.float64) / float(1 << 23)
     else:
@@ -228,8 +248,8 @@ def _checked(rec: Recording) -> Recording:
     vital = [r for r in rec.roles if r in VITAL_ROLES]
     if vital and not (MIN_VITAL_FS_HZ <= rec.fs_hz <= MAX_VITAL_FS_HZ):
         raise UserError(
-            f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside {MIN_VITAL_FS_HZ:g}-{MAX_VITAL_FS_HZ:g} Hz "
-            f"for vital-sign channels",
+            f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside "
+            f"{MIN_VITAL_FS_HZ:g}-{MAX_VITAL_FS_HZ:g} Hz for vital-sign channels",
             "check the rate (Time column, --fs or fs_hz in the config)",
         )
     for role, col in rec.roles.items():
@@ -264,7 +284,9 @@ def read_recording(
         return read_wav(p)
     if name.endswith((".csv", ".csv.gz", ".txt")):
         return read_csv(p, fs_hz=fs_hz, role_map=role_map)
-    raise UserError(f"{p}: unknown recording format", "give a .csv, .csv.gz (BIDMC format) or .wav file")
+    raise UserError(
+        f"{p}: unknown recording format", "give a .csv, .csv.gz (BIDMC format) or .wav file"
+    )
 
 
 def describe_gaps(rec: Recording) -> list[str]:
@@ -276,8 +298,9 @@ def describe_gaps(rec: Recording) -> list[str]:
             total = sum(n for _, n in runs)
             longest = max(n for _, n in runs)
             out.append(
-                f"{rec.path}: {role} ('{col}') has {len(runs)} NaN run(s), {total / rec.fs_hz:.1f} s in all "
-                f"(longest {longest / rec.fs_hz:.1f} s); processed as signal gaps (null vitals while gapped)"
+                f"{rec.path}: {role} ('{col}') has {len(runs)} NaN run(s), "
+                f"{total / rec.fs_hz:.1f} s in all (longest {longest / rec.fs_hz:.1f} s); "
+                "processed as signal gaps (null vitals while gapped)"
             )
     return out
 
@@ -292,7 +315,9 @@ def write_wav_int16(path: str | Path, x: np.ndarray, fs_hz: int) -> None:
         w.writeframes(y.tobytes())
 
 
-def write_csv(path: str | Path, rec: Recording, names: list[str] | None = None, with_time: bool = True) -> None:
+def write_csv(
+    path: str | Path, rec: Recording, names: list[str] | None = None, with_time: bool = True
+) -> None:
     """Write a recording in BIDMC CSV layout (gzip when the name ends in .gz)."""
     cols = names or list(rec.channels)
     buf = io.StringIO()

@@ -37,8 +37,10 @@ def hr_step(
     factor: float,
     start_s: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], float]:
-    """``before_s`` of real signal, then ``after_s`` of the following signal ``factor`` x faster
-    for the cardiac roles (ecg, ppg); other roles continue unscaled. Returns (signals, step time)."""
+    """``before_s`` of real signal, then ``after_s`` of the following signal ``factor`` x
+    faster for the cardiac roles (ecg, ppg); other roles continue unscaled.
+
+    Returns (signals, step time)."""
     a = int(round(start_s * fs_hz))
     n_before = int(round(before_s * fs_hz))
     n_after = int(round(after_s * fs_hz))
@@ -76,7 +78,9 @@ def apnea(
     return out, start_s
 
 
-def flat(signals: dict[str, np.ndarray], fs_hz: float, *, role: str, start_s: float) -> tuple[dict[str, np.ndarray], float]:
+def flat(
+    signals: dict[str, np.ndarray], fs_hz: float, *, role: str, start_s: float
+) -> tuple[dict[str, np.ndarray], float]:
     """Hold ``role`` at its value at ``start_s`` from then on (a sensor that came off)."""
     out = {r: x.copy() for r, x in signals.items()}
     a = int(round(start_s * fs_hz))

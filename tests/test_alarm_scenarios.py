@@ -19,7 +19,9 @@ from device.recording import Recording, read_csv
 BIDMC = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
 RECORD = BIDMC / "bidmc_09_Signals.csv.gz"  # HR ~77 bpm, RR ~20, clean ECG/PPG/impedance
 
-pytestmark = pytest.mark.skipif(not RECORD.exists(), reason=f"needs the shared BIDMC records at {BIDMC}")
+pytestmark = pytest.mark.skipif(
+    not RECORD.exists(), reason=f"needs the shared BIDMC records at {BIDMC}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +35,19 @@ def run(sig: dict[str, np.ndarray], fs: float) -> list[dict[str, Any]]:
     return list(process_recording(rec, load_config(None)))
 
 
-def active(records: list[dict[str, Any]], condition: str, role: str | None = None) -> list[dict[str, Any]]:
+def active(
+    records: list[dict[str, Any]], condition: str, role: str | None = None
+) -> list[dict[str, Any]]:
     """Alarms as they first sound (not re-announcements of a latched alarm)."""
-    return [r for r in records if r["type"] == "alarm" and r["state"] == "active" and r["condition"] == condition
-            and not r["latched"] and (role is None or r["role"] == role)]
+    return [
+        r
+        for r in records
+        if r["type"] == "alarm"
+        and r["state"] == "active"
+        and r["condition"] == condition
+        and not r["latched"]
+        and (role is None or r["role"] == role)
+    ]
 
 
 def test_quiet_real_segment_raises_no_alarm(signals: tuple[dict[str, np.ndarray], float]) -> None:
@@ -64,9 +75,15 @@ def test_apnea_alarms_within_delay_plus_2_s(signals: tuple[dict[str, np.ndarray]
     (alarm,) = active(out, "apnea")
     assert 0 < alarm["t_s"] - start <= 20.0 + 2.0 and alarm["priority"] == "high"
     # breathing resumed, but apnea is high priority: it stays latched until acknowledged
-    later = [r for r in out if r["type"] == "alarm" and r["condition"] == "apnea" and r["t_s"] > alarm["t_s"]]
+    later = [
+        r
+        for r in out
+        if r["type"] == "alarm" and r["condition"] == "apnea" and r["t_s"] > alarm["t_s"]
+    ]
     assert [r["latched"] for r in later] == [True]
-    assert not active(out, "sensor_off"), "the cardiogenic oscillation left in the impedance is not a flat line"
+    assert not active(out, "sensor_off"), (
+        "the cardiogenic oscillation left in the impedance is not a flat line"
+    )
 
 
 def test_sensor_off_and_signal_lost_on_ppg(signals: tuple[dict[str, np.ndarray], float]) -> None:
@@ -80,13 +97,19 @@ def test_sensor_off_and_signal_lost_on_ppg(signals: tuple[dict[str, np.ndarray],
     out = run(s, fs)
     (lost,) = active(out, "signal_lost", "ppg")
     assert 0 < lost["t_s"] - start <= 3.0 and lost["priority"] == "low"
-    cleared = [r for r in out if r["type"] == "alarm" and r["id"] == lost["id"] and r["state"] == "cleared"]
+    cleared = [
+        r for r in out if r["type"] == "alarm" and r["id"] == lost["id"] and r["state"] == "cleared"
+    ]
     assert len(cleared) == 1 and 140.0 <= cleared[0]["t_s"] <= 142.0
     # ECG carried the heart rate throughout
-    assert all(r["hr_bpm"] is not None for r in out if r["type"] == "vitals" and 20 < r["t_s"] <= 200)
+    assert all(
+        r["hr_bpm"] is not None for r in out if r["type"] == "vitals" and 20 < r["t_s"] <= 200
+    )
 
 
-def test_all_signals_lost_is_a_high_priority_technical_alarm(signals: tuple[dict[str, np.ndarray], float]) -> None:
+def test_all_signals_lost_is_a_high_priority_technical_alarm(
+    signals: tuple[dict[str, np.ndarray], float],
+) -> None:
     sig, fs = signals
     part = {r: x[: int(100 * fs)] for r, x in sig.items()}
     for role in list(part):

@@ -8,13 +8,27 @@ from device.alarms import AlarmEngine, AlarmEvent, AlarmInputs, AlarmsConfig, Ro
 from device.config import ConfigError, parse_config
 
 
-def inputs(hr: float | None = 80.0, rr: float | None = 15.0, last_breath: float | None = None,
-           roles: dict[str, RoleState] | None = None, breathing: bool = False) -> AlarmInputs:
-    return AlarmInputs(hr_bpm=hr, rr_bpm=rr, hr_role="ecg", rr_role="resp", last_breath_s=last_breath,
-                       breathing_monitored=breathing, roles=roles or {})
+def inputs(
+    hr: float | None = 80.0,
+    rr: float | None = 15.0,
+    last_breath: float | None = None,
+    roles: dict[str, RoleState] | None = None,
+    breathing: bool = False,
+) -> AlarmInputs:
+    return AlarmInputs(
+        hr_bpm=hr,
+        rr_bpm=rr,
+        hr_role="ecg",
+        rr_role="resp",
+        last_breath_s=last_breath,
+        breathing_monitored=breathing,
+        roles=roles or {},
+    )
 
 
-def drive(engine: AlarmEngine, start: int, values: list[float | None], **kw: object) -> list[AlarmEvent]:
+def drive(
+    engine: AlarmEngine, start: int, values: list[float | None], **kw: object
+) -> list[AlarmEvent]:
     events = []
     for i, v in enumerate(values):
         events += engine.update(float(start + i), inputs(hr=v, **kw))  # type: ignore[arg-type]
@@ -95,7 +109,9 @@ def test_retrigger_after_clearing_makes_a_new_alarm_with_a_new_id() -> None:
     eng = AlarmEngine(AlarmsConfig(condition_delay_s=2.0), bed="b")
     ev = drive(eng, 1, [45, 45, 80, 80, 45, 45])
     assert [(e.state, e.id) for e in ev] == [
-        ("active", "b-hr_low-1"), ("cleared", "b-hr_low-1"), ("active", "b-hr_low-5")
+        ("active", "b-hr_low-1"),
+        ("cleared", "b-hr_low-1"),
+        ("active", "b-hr_low-5"),
     ]
 
 
@@ -120,8 +136,11 @@ def test_apnea_after_the_delay_since_the_last_breath_only_while_breathing_is_mon
     # no breath detector in use (e.g. impedance lead lost): no apnea alarm, however long
     eng2 = AlarmEngine(AlarmsConfig(apnea_delay_s=20.0))
     for t in range(1, 60):
-        assert not [e for e in eng2.update(float(t), inputs(last_breath=None, breathing=False))
-                    if e.condition == "apnea"]
+        assert not [
+            e
+            for e in eng2.update(float(t), inputs(last_breath=None, breathing=False))
+            if e.condition == "apnea"
+        ]
 
 
 def test_technical_alarms_and_their_priority() -> None:
@@ -129,11 +148,21 @@ def test_technical_alarms_and_their_priority() -> None:
     ok = RoleState()
     lost = RoleState(lost_s=2.0)
     ev = eng.update(1.0, inputs(roles={"ppg": lost, "ecg": ok}))
-    assert [(e.condition, e.role, e.priority, e.technical) for e in ev] == [("signal_lost", "ppg", "low", True)]
+    assert [(e.condition, e.role, e.priority, e.technical) for e in ev] == [
+        ("signal_lost", "ppg", "low", True)
+    ]
     # every role gone: technical alarms become high priority (the running one escalates)
-    ev = eng.update(2.0, inputs(hr=None, roles={"ppg": RoleState(lost_s=3.0), "ecg": RoleState(off_s=1.0, off_reason="flat")}))
+    ev = eng.update(
+        2.0,
+        inputs(
+            hr=None,
+            roles={"ppg": RoleState(lost_s=3.0), "ecg": RoleState(off_s=1.0, off_reason="flat")},
+        ),
+    )
     assert sorted((e.condition, e.role, e.priority, e.state) for e in ev) == [
-        ("sensor_off", "ecg", "high", "active"), ("signal_lost", "ppg", "high", "active")]
+        ("sensor_off", "ecg", "high", "active"),
+        ("signal_lost", "ppg", "high", "active"),
+    ]
     assert "flat" in next(e.detail for e in ev if e.condition == "sensor_off")
     ev = eng.update(3.0, inputs(roles={"ppg": ok, "ecg": ok}))
     assert sorted(states(ev)) == [(3.0, "sensor_off", "cleared"), (3.0, "signal_lost", "cleared")]
@@ -142,8 +171,13 @@ def test_technical_alarms_and_their_priority() -> None:
 def test_poor_signal_and_inference_error() -> None:
     eng = AlarmEngine(AlarmsConfig(poor_signal_s=10.0))
     assert eng.update(1.0, inputs(roles={"ppg": RoleState(poor_s=9.0)})) == []
-    ev = eng.update(2.0, inputs(roles={"ppg": RoleState(poor_s=10.0, error="hr_ppg_cnn: ValueError")}))
-    assert sorted((e.condition, e.role) for e in ev) == [("inference_error", "ppg"), ("poor_signal", "ppg")]
+    ev = eng.update(
+        2.0, inputs(roles={"ppg": RoleState(poor_s=10.0, error="hr_ppg_cnn: ValueError")})
+    )
+    assert sorted((e.condition, e.role) for e in ev) == [
+        ("inference_error", "ppg"),
+        ("poor_signal", "ppg"),
+    ]
     err = next(e for e in ev if e.condition == "inference_error")
     assert "ValueError" in err.detail and err.priority == "low"
 
@@ -158,18 +192,34 @@ def test_alarm_event_record_and_payload_shape() -> None:
     eng = AlarmEngine(AlarmsConfig(condition_delay_s=0.0), bed="icu-3")
     (e,) = drive(eng, 1, [45])
     rec = e.to_record()
-    assert {k: rec[k] for k in ("type", "condition", "priority", "state", "value", "limit", "role")} == {
-        "type": "alarm", "condition": "hr_low", "priority": "medium", "state": "active",
-        "value": 45.0, "limit": 50.0, "role": None}
+    assert {
+        k: rec[k] for k in ("type", "condition", "priority", "state", "value", "limit", "role")
+    } == {
+        "type": "alarm",
+        "condition": "hr_low",
+        "priority": "medium",
+        "state": "active",
+        "value": 45.0,
+        "limit": 50.0,
+        "role": None,
+    }
     pay = e.to_payload("icu-3", 0.0)
-    assert pay["schema_version"] == 1 and pay["bed"] == "icu-3" and pay["ts"] == "1970-01-01T00:00:00.000Z"
+    assert (
+        pay["schema_version"] == 1
+        and pay["bed"] == "icu-3"
+        and pay["ts"] == "1970-01-01T00:00:00.000Z"
+    )
     assert e.kind == "alarm"
 
 
 @pytest.mark.parametrize(
     ("table", "bad_key"),
-    [({"condition_delay_s": 20}, "condition_delay_s"), ({"hr_low_bpm": 130}, "hr_low_bpm"),
-     ({"hr_hihg_bpm": 130}, "hr_hihg_bpm"), ({"enabled": ["hr_high", "tachy"]}, "enabled")],
+    [
+        ({"condition_delay_s": 20}, "condition_delay_s"),
+        ({"hr_low_bpm": 130}, "hr_low_bpm"),
+        ({"hr_hihg_bpm": 130}, "hr_hihg_bpm"),
+        ({"enabled": ["hr_high", "tachy"]}, "enabled"),
+    ],
 )
 def test_bad_alarm_config_names_the_key(table: dict[str, object], bad_key: str) -> None:
     import device.alarms  # noqa: F401  (registers the [alarms] section)

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_configuration_reference_is_up_to_date() -> None:
     """docs/configuration.md is generated from the config dataclasses; regenerate with
-    python -c "import device.config as c; print(c.reference_markdown(), end='')" > docs/configuration.md"""
+    python -c "import device.config as c; print(c.reference_markdown(), end='')" \\
+        > docs/configuration.md"""
     assert (ROOT / "docs" / "configuration.md").read_text() == config.reference_markdown()
 
 

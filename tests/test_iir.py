@@ -27,7 +27,9 @@ DESIGNS = [
 
 
 @pytest.mark.parametrize(("order", "cutoff", "fs", "btype"), DESIGNS)
-def test_butterworth_matches_scipy(order: int, cutoff: float | tuple[float, float], fs: float, btype: str) -> None:
+def test_butterworth_matches_scipy(
+    order: int, cutoff: float | tuple[float, float], fs: float, btype: str
+) -> None:
     ours = butter_sos(order, cutoff, fs, btype)
     ref = signal.butter(order, cutoff, btype=btype, fs=fs, output="sos")
     _, h_ours = signal.sosfreqz(ours, worN=4096, fs=fs)
@@ -64,7 +66,11 @@ def real_windows() -> list[np.ndarray]:
     if not BIDMC.exists():
         pytest.skip(f"bundled excerpt missing at {BIDMC}")
     rec = read_csv(BIDMC)
-    return [rec.role(r)[a : a + 1250] for r in ("ppg", "ecg", "resp") for a in range(0, rec.n_samples - 1250, 2500)]
+    return [
+        rec.role(r)[a : a + 1250]
+        for r in ("ppg", "ecg", "resp")
+        for a in range(0, rec.n_samples - 1250, 2500)
+    ]
 
 
 def test_peaks_match_scipy_on_real_signals() -> None:
@@ -82,7 +88,9 @@ def test_peaks_match_scipy_on_real_signals() -> None:
         for kw in ({"distance": 34}, {"distance": 40, "prominence": 0.2 * spread}):
             p_ref, _ = signal.find_peaks(w, **kw)
             p_ours, _ = find_peaks(w, **kw)
-            assert len(p_ours) == len(p_ref) and np.array_equal(np.sort(w[p_ours]), np.sort(w[p_ref])), kw
+            assert len(p_ours) == len(p_ref) and np.array_equal(
+                np.sort(w[p_ours]), np.sort(w[p_ref])
+            ), kw
 
 
 def test_peaks_match_scipy_on_random_quantised_signals() -> None:

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from device.errors import UserError
-from device.recording import Recording, nan_runs, read_csv, read_recording, read_wav, write_csv, write_wav_int16
+from device.recording import (
+    Recording,
+    nan_runs,
+    read_csv,
+    read_recording,
+    read_wav,
+    write_csv,
+    write_wav_int16,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted((ROOT / "device" / "data").glob("bidmc_*_Signals.csv.gz")) + sorted(
@@ -35,15 +43,22 @@ def rows(n: int, fs: float = 125.0, time_col: bool = True) -> str:
     t = np.arange(n) / fs
     lines = []
     for i in range(n):
-        vals = [f"{np.sin(2 * np.pi * 0.25 * t[i]):.5f}", f"{np.sin(2 * np.pi * 1.2 * t[i]):.5f}", "0.1", "0.2",
-                f"{np.sin(2 * np.pi * 1.2 * t[i]) ** 9:.5f}"]
+        vals = [
+            f"{np.sin(2 * np.pi * 0.25 * t[i]):.5f}",
+            f"{np.sin(2 * np.pi * 1.2 * t[i]):.5f}",
+            "0.1",
+            "0.2",
+            f"{np.sin(2 * np.pi * 1.2 * t[i]) ** 9:.5f}",
+        ]
         lines.append(",".join(([f"{t[i]:.3f}"] if time_col else []) + vals))
     return "\n".join(lines) + "\n"
 
 
 def test_bidmc_csv_columns_by_name_with_spaces_and_gzip(tmp_path: Path) -> None:
     # columns reordered as in some BIDMC records; names carry leading spaces
-    text = "Time [s], II, PLETH, RESP\n" + "".join(f"{i / 125:.3f},{i},{2 * i},{3 * i}\n" for i in range(250))
+    text = "Time [s], II, PLETH, RESP\n" + "".join(
+        f"{i / 125:.3f},{i},{2 * i},{3 * i}\n" for i in range(250)
+    )
     rec = read_csv(write(tmp_path / "r_Signals.csv.gz", text))
     assert rec.fs_hz == 125.0 and rec.n_samples == 250
     assert rec.roles == {"ecg": "II", "ppg": "PLETH", "resp": "RESP"}
@@ -81,7 +96,11 @@ def test_bad_csv_is_one_clear_error(tmp_path: Path, content: str, message: str) 
     path = write(tmp_path / "bad.csv", content)
     with pytest.raises(UserError) as err:
         read_csv(path)
-    assert message in err.value.message and str(path) in err.value.message and "fix:" in err.value.message
+    assert (
+        message in err.value.message
+        and str(path) in err.value.message
+        and "fix:" in err.value.message
+    )
 
 
 def test_truncated_gzip_is_a_clear_error(tmp_path: Path) -> None:
@@ -121,15 +140,25 @@ def test_wav_roundtrip_and_restriction(tmp_path: Path) -> None:
 
 def test_write_csv_reads_back(tmp_path: Path) -> None:
     fs = 125.0
-    rec = Recording("x", fs, {"PLETH": np.sin(np.arange(500) / 10), "RESP": np.cos(np.arange(500) / 50)},
-                    {"ppg": "PLETH", "resp": "RESP"})
+    rec = Recording(
+        "x",
+        fs,
+        {"PLETH": np.sin(np.arange(500) / 10), "RESP": np.cos(np.arange(500) / 50)},
+        {"ppg": "PLETH", "resp": "RESP"},
+    )
     write_csv(tmp_path / "w_Signals.csv.gz", rec)
     back = read_recording(tmp_path / "w_Signals.csv.gz")
     assert back.fs_hz == fs and np.allclose(back.role("ppg"), rec.role("ppg"), atol=1e-5)
 
 
 def bedside(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "device", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,20 +166,37 @@ def bedside(*args: str) -> subprocess.CompletedProcess[str]:
     [
         ({"bad.csv": "Time [s], RESP\n0,1\n0.008\n"}, ["bad.csv"], "line 3 has 1 fields"),
         ({}, ["missing.csv"], "no such file"),
-        ({"ok.csv": HEADER + rows(400), "cfg.toml": "[alarms]\nhr_high = 3\n"}, ["ok.csv", "--config", "cfg.toml"],
-         "unknown key 'alarms.hr_high'"),
-        ({"ok.csv": HEADER + rows(400), "cfg.toml": "[alarms\n"}, ["ok.csv", "--config", "cfg.toml"], "not valid TOML"),
+        (
+            {"ok.csv": HEADER + rows(400), "cfg.toml": "[alarms]\nhr_high = 3\n"},
+            ["ok.csv", "--config", "cfg.toml"],
+            "unknown key 'alarms.hr_high'",
+        ),
+        (
+            {"ok.csv": HEADER + rows(400), "cfg.toml": "[alarms\n"},
+            ["ok.csv", "--config", "cfg.toml"],
+            "not valid TOML",
+        ),
         ({"ok.csv": HEADER + rows(400)}, ["ok.csv", "--use", "audio"], "lacks"),
     ],
 )
-def test_process_bad_input_exits_2_with_one_line(tmp_path: Path, files: dict[str, str], args: list[str], needle: str) -> None:
+def test_process_bad_input_exits_2_with_one_line(
+    tmp_path: Path, files: dict[str, str], args: list[str], needle: str
+) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    full = [str(tmp_path / a) if (tmp_path / a).exists() or a.endswith((".csv", ".toml")) else a for a in args]
+    full = [
+        str(tmp_path / a) if (tmp_path / a).exists() or a.endswith((".csv", ".toml")) else a
+        for a in args
+    ]
     r = bedside("process", *full, "--jsonl", str(tmp_path / "out.jsonl"))
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "fix:" in lines[0] and "Traceback" not in r.stderr
+    assert (
+        len(lines) == 1
+        and needle in lines[0]
+        and "fix:" in lines[0]
+        and "Traceback" not in r.stderr
+    )
 
 
 def test_flat_channel_gives_null_vitals_with_quality(tmp_path: Path) -> None:
@@ -162,6 +208,13 @@ def test_flat_channel_gives_null_vitals_with_quality(tmp_path: Path) -> None:
     vit = [x for x in recs if x["type"] == "vitals"]
     assert len(vit) == 40
     assert all(v["hr_bpm"] is None and v["rr_bpm"] is None for v in vit)
-    assert all(set(v["sqi"]) >= {"hr_ecg", "hr_ppg", "rr_resp"} and max(v["sqi"].values()) == 0.0 for v in vit)
-    off = {x["role"] for x in recs if x["type"] == "alarm" and x["condition"] == "sensor_off" and x["state"] == "active"}
+    assert all(
+        set(v["sqi"]) >= {"hr_ecg", "hr_ppg", "rr_resp"} and max(v["sqi"].values()) == 0.0
+        for v in vit
+    )
+    off = {
+        x["role"]
+        for x in recs
+        if x["type"] == "alarm" and x["condition"] == "sensor_off" and x["state"] == "active"
+    }
     assert off == {"ecg", "ppg", "resp"}

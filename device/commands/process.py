@@ -24,17 +24,31 @@ from device.errors import UserError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="recording: BIDMC-format .csv/.csv.gz, or .wav")
-    p.add_argument("--jsonl", required=True, metavar="OUT", help="where to write JSON lines ('-' for stdout)")
+    p.add_argument(
+        "--jsonl", required=True, metavar="OUT", help="where to write JSON lines ('-' for stdout)"
+    )
     p.add_argument(
         "--use",
         metavar="ROLES",
-        help="comma list of roles the pipeline may see (ecg,ppg,resp,audio); others are hidden as if "
-        "the device lacked those sensors. Default: every role the recording has",
+        help="comma list of roles the pipeline may see (ecg,ppg,resp,audio); others are hidden "
+        "as if the device lacked those sensors. Default: every role the recording has",
     )
-    p.add_argument("--config", metavar="FILE", help="TOML config (limits, estimators, column roles)")
-    p.add_argument("--fs", type=float, metavar="HZ", help="sample rate, for CSV files without a 'Time [s]' column")
-    p.add_argument("--chunk", type=int, default=1000, metavar="N",
-                   help="samples fed to the core at a time (the output does not depend on it; default 1000)")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML config (limits, estimators, column roles)"
+    )
+    p.add_argument(
+        "--fs",
+        type=float,
+        metavar="HZ",
+        help="sample rate, for CSV files without a 'Time [s]' column",
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="samples fed to the core at a time (the output does not depend on it; default 1000)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from device.recording import describe_gaps, read_recording
 
     cfg = load_config(args.config)
-    rec = read_recording(args.input, fs_hz=args.fs or cfg.recording.fs_hz, role_map=cfg.recording.roles or None)
+    rec = read_recording(
+        args.input, fs_hz=args.fs or cfg.recording.fs_hz, role_map=cfg.recording.roles or None
+    )
     if args.use:
         rec = rec.restricted([r.strip() for r in args.use.split(",") if r.strip()])
     for line in describe_gaps(rec):
@@ -55,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as e:
-            raise UserError(f"{args.jsonl}: cannot write ({e.strerror})", "choose a writable path") from None
+            raise UserError(
+                f"{args.jsonl}: cannot write ({e.strerror})", "choose a writable path"
+            ) from None
     try:
         for record in process_recording(rec, cfg, chunk=args.chunk):
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
