@@ -117,7 +117,8 @@ SPECS: dict[str, FeatureSpec] = {
     "hr_ppg": FeatureSpec(
         "hr_ppg", "ppg", CARDIAC_FS_HZ, 4, 8.0, 1.0, (_PPG_PULSE,), "robust_range"
     ),
-    # the same with 12 s windows (more beats per window, like the monitor's averaging)
+    # the same with 12 s windows, a documented variant: CV mean MAE 1.84 bpm (median 0.63)
+    # against 1.40 (0.79) for 8 s; one subject's error grew to 26 bpm
     "hr_ppg_w12": FeatureSpec(
         "hr_ppg_w12", "ppg", CARDIAC_FS_HZ, 4, 12.0, 1.0, (_PPG_PULSE,), "robust_range"
     ),
