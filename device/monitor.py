@@ -117,7 +117,7 @@ class Monitor:
     def for_inputs(
         cls, fs_hz: dict[str, float], cfg: Config, bed: str = "", epoch_s: float = 0.0
     ) -> Monitor:
-        return cls(Pipeline(fs_hz, default_estimators(fs_hz)), cfg, bed, epoch_s)
+        return cls(Pipeline(fs_hz, default_estimators(fs_hz, cfg)), cfg, bed, epoch_s)
 
     @property
     def t_s(self) -> float:

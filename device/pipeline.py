@@ -50,12 +50,13 @@ class RoleStream:
         return y
 
 
-def default_estimators(roles: Iterable[str]) -> list[Estimator]:
-    """The estimators the core runs by default for these roles (see ``estimators.registry``)."""
+def default_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Estimator]:
+    """The estimators the core runs for these roles (see ``estimators.registry``); ``cfg``
+    (a ``Config``) carries the ``[models]`` section: models dir, delegate, disabled models."""
     from device.estimators.registry import select_estimators
 
     roles = list(roles)
-    chosen = select_estimators(roles)
+    chosen = select_estimators(roles, cfg)
     if "ppg" in roles and not any(e.quantity == "rr" for e in chosen):
         # Only a pulse oximeter for breathing: RR from the PPG's breathing modulation
         # (less accurate than impedance, so only as the fallback).
