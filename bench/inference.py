@@ -83,13 +83,21 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--models", type=Path, default=ROOT / "models")
-    ap.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
-                    help="more folders of .tflite models to time (e.g. float32 conversions to compare)")
+    ap.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more folders of .tflite models to time (e.g. float32 conversions to compare)",
+    )
     ap.add_argument("--n", type=int, default=2000, help="timed invokes per model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inference.json")
     a = ap.parse_args()
     rows = {}
-    paths = sorted(a.models.glob("*.tflite")) + [p for d in a.extra for p in sorted(d.glob("*.tflite"))]
+    paths = sorted(a.models.glob("*.tflite")) + [
+        p for d in a.extra for p in sorted(d.glob("*.tflite"))
+    ]
     for p in paths:
         man = (
             json.loads(p.with_suffix(".json").read_text())
