@@ -70,13 +70,12 @@ def false_alarms(files: list[Path]) -> dict[str, Any]:
         ref = load_bidmc_reference(f, rec.fs_hz, rec.duration_s)
         hours += rec.duration_s / 3600.0
         breaths = np.sort(np.concatenate(ref.breaths_s))
+        seen: set[str] = set()
         for r in process_recording(rec, load_config(None)):
-            if (
-                r["type"] != "alarm"
-                or r["state"] != "active"
-                or r["onset_t_s"] != r["t_s"] - _delay(r, lim)
-            ):
+            # each alarm once, as it first sounds (not escalations or latch re-announcements)
+            if r["type"] != "alarm" or r["state"] != "active" or r["id"] in seen:
                 continue
+            seen.add(r["id"])
             if r["technical"]:
                 tech[r["condition"]] = tech.get(r["condition"], 0) + 1
                 continue
@@ -112,13 +111,6 @@ def false_alarms(files: list[Path]) -> dict[str, Any]:
         "physiological_unscorable": sum(1 for p in phys if p["false"] is None),
         "technical_per_hour": {k: round(v / hours, 3) for k, v in sorted(tech.items())},
     }
-
-
-def _delay(r: dict[str, Any], lim: AlarmsConfig) -> float:
-    """Onset of an 'active' event as first sounded (ignores escalation/latch re-announcements)."""
-    if r["technical"] or r["condition"] == "apnea":
-        return 0.0
-    return r["t_s"] - r["onset_t_s"]
 
 
 def response_time(
