@@ -48,8 +48,9 @@ class Reference:
 
 
 def bidmc_paths(signals_path: str | Path) -> tuple[Path, Path]:
+    """``X_Signals.csv[.gz]`` (or an excerpt ``X.csv[.gz]``) -> its ``_Numerics``, ``_Breaths``."""
     p = Path(signals_path)
-    stem = re.sub(r"_Signals\.csv(\.gz)?$", "", p.name)
+    stem = re.sub(r"(_Signals)?\.csv(\.gz)?$", "", p.name)
     suffix = ".csv.gz" if p.name.endswith(".gz") else ".csv"
     return p.with_name(f"{stem}_Numerics{suffix}"), p.with_name(f"{stem}_Breaths{suffix}")
 
