@@ -351,59 +351,37 @@ class AlarmEngine:
             return "high" if v is not None and v < c.hr_low_severe_bpm else "medium"
 
         out.append(
-            _Check(
-                ("hr_high", None),
-                hr is not None and hr > c.hr_high_bpm,
-                hr is not None and hr > c.hr_high_bpm - c.hr_hysteresis_bpm,
+            _limit(
+                "hr_high",
                 hr,
                 c.hr_high_bpm,
+                c.hr_hysteresis_bpm,
+                +1,
                 hr_prio_high(hr),
                 delay,
-                False,
-                _src(inp.hr_role),
-                hr is None,
+                inp.hr_role,
             )
         )
         out.append(
-            _Check(
-                ("hr_low", None),
-                hr is not None and hr < c.hr_low_bpm,
-                hr is not None and hr < c.hr_low_bpm + c.hr_hysteresis_bpm,
+            _limit(
+                "hr_low",
                 hr,
                 c.hr_low_bpm,
+                c.hr_hysteresis_bpm,
+                -1,
                 hr_prio_low(hr),
                 delay,
-                False,
-                _src(inp.hr_role),
-                hr is None,
+                inp.hr_role,
             )
         )
         out.append(
-            _Check(
-                ("rr_high", None),
-                rr is not None and rr > c.rr_high_bpm,
-                rr is not None and rr > c.rr_high_bpm - c.rr_hysteresis_bpm,
-                rr,
-                c.rr_high_bpm,
-                "medium",
-                delay,
-                False,
-                _src(inp.rr_role),
-                rr is None,
+            _limit(
+                "rr_high", rr, c.rr_high_bpm, c.rr_hysteresis_bpm, +1, "medium", delay, inp.rr_role
             )
         )
         out.append(
-            _Check(
-                ("rr_low", None),
-                rr is not None and rr < c.rr_low_bpm,
-                rr is not None and rr < c.rr_low_bpm + c.rr_hysteresis_bpm,
-                rr,
-                c.rr_low_bpm,
-                "medium",
-                delay,
-                False,
-                _src(inp.rr_role),
-                rr is None,
+            _limit(
+                "rr_low", rr, c.rr_low_bpm, c.rr_hysteresis_bpm, -1, "medium", delay, inp.rr_role
             )
         )
 
@@ -484,6 +462,29 @@ class AlarmEngine:
                 _Check(("inference_error", role), err, err, None, None, "low", 0.0, True, st.error)
             )
         return out
+
+
+def _limit(
+    condition: str,
+    value: float | None,
+    limit: float,
+    hysteresis: float,
+    side: int,
+    priority: str,
+    delay_s: float,
+    role: str | None,
+) -> _Check:
+    """A limit alarm: beyond ``limit`` on ``side`` (+1 above, -1 below) to sound; back inside
+    by ``hysteresis`` to clear; an unknown value changes nothing."""
+    if value is None:
+        return _Check(
+            (condition, None), False, False, None, limit, priority, delay_s, False, "", True
+        )
+    beyond = side * (value - limit) > 0
+    not_clear = side * (value - (limit - side * hysteresis)) > 0
+    return _Check(
+        (condition, None), beyond, not_clear, value, limit, priority, delay_s, False, _src(role)
+    )
 
 
 def _src(role: str | None) -> str:
