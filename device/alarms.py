@@ -350,40 +350,15 @@ class AlarmEngine:
         def hr_prio_low(v: float | None) -> str:
             return "high" if v is not None and v < c.hr_low_severe_bpm else "medium"
 
-        out.append(
-            _limit(
-                "hr_high",
-                hr,
-                c.hr_high_bpm,
-                c.hr_hysteresis_bpm,
-                +1,
-                hr_prio_high(hr),
-                delay,
-                inp.hr_role,
-            )
-        )
-        out.append(
-            _limit(
-                "hr_low",
-                hr,
-                c.hr_low_bpm,
-                c.hr_hysteresis_bpm,
-                -1,
-                hr_prio_low(hr),
-                delay,
-                inp.hr_role,
-            )
-        )
-        out.append(
-            _limit(
-                "rr_high", rr, c.rr_high_bpm, c.rr_hysteresis_bpm, +1, "medium", delay, inp.rr_role
-            )
-        )
-        out.append(
-            _limit(
-                "rr_low", rr, c.rr_low_bpm, c.rr_hysteresis_bpm, -1, "medium", delay, inp.rr_role
-            )
-        )
+        # condition, value, limit, hysteresis, side (+1 above, -1 below), priority, source role
+        limits = [
+            ("hr_high", hr, c.hr_high_bpm, c.hr_hysteresis_bpm, +1, hr_prio_high(hr), inp.hr_role),
+            ("hr_low", hr, c.hr_low_bpm, c.hr_hysteresis_bpm, -1, hr_prio_low(hr), inp.hr_role),
+            ("rr_high", rr, c.rr_high_bpm, c.rr_hysteresis_bpm, +1, "medium", inp.rr_role),
+            ("rr_low", rr, c.rr_low_bpm, c.rr_hysteresis_bpm, -1, "medium", inp.rr_role),
+        ]
+        for name, value, limit, hyst, side, prio, role in limits:
+            out.append(_limit(name, value, limit, hyst, side, prio, delay, role))
 
         # Apnea: no breath for apnea_delay_s. Counted from the last detected breath (or from the
         # start of monitoring), and only while a breath detector has signal: a lost or detached
