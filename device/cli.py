@@ -94,3 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # output piped into a reader that stopped early (e.g. `| head`): not an error
+        sys.stderr.close()
+        return 0
