@@ -16,12 +16,9 @@ from device.config import load_config
 from device.offline import process_recording
 from device.recording import Recording, read_csv
 
-BIDMC = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
-RECORD = BIDMC / "bidmc_09_Signals.csv.gz"  # HR ~77 bpm, RR ~20, clean ECG/PPG/impedance
-
-pytestmark = pytest.mark.skipif(
-    not RECORD.exists(), reason=f"needs the shared BIDMC records at {BIDMC}"
-)
+#: The bundled excerpt: 210 s of BIDMC record 09 (HR ~77 bpm, RR ~20, clean ECG, PPG and
+#: impedance), so that these tests run on a fresh clone too.
+RECORD = Path(__file__).resolve().parents[1] / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +49,14 @@ def active(
 
 def test_quiet_real_segment_raises_no_alarm(signals: tuple[dict[str, np.ndarray], float]) -> None:
     sig, fs = signals
-    out = run({r: x[: int(240 * fs)] for r, x in sig.items()}, fs)
+    out = run(sig, fs)
     assert [r for r in out if r["type"] == "alarm"] == []
-    assert sum(1 for r in out if r["type"] == "vitals" and r["hr_bpm"] is not None) > 220
+    assert sum(1 for r in out if r["type"] == "vitals" and r["hr_bpm"] is not None) > 190
 
 
 def test_tachycardia_step_alarms_within_10_s(signals: tuple[dict[str, np.ndarray], float]) -> None:
     sig, fs = signals
-    s, step = splice.hr_step(sig, fs, before_s=120.0, after_s=60.0, factor=130.0 / 77.0)
+    s, step = splice.hr_step(sig, fs, before_s=90.0, after_s=60.0, factor=130.0 / 77.0)
     out = run(s, fs)
     (alarm,) = active(out, "hr_high")
     assert 0 < alarm["t_s"] - step <= 10.0
@@ -70,8 +67,8 @@ def test_tachycardia_step_alarms_within_10_s(signals: tuple[dict[str, np.ndarray
 
 def test_apnea_alarms_within_delay_plus_2_s(signals: tuple[dict[str, np.ndarray], float]) -> None:
     sig, fs = signals
-    s, start = splice.apnea(sig, fs, start_s=150.0, duration_s=30.0)
-    out = run({r: x[: int(240 * fs)] for r, x in s.items()}, fs)
+    s, start = splice.apnea(sig, fs, start_s=120.0, duration_s=30.0)
+    out = run(s, fs)
     (alarm,) = active(out, "apnea")
     assert 0 < alarm["t_s"] - start <= 20.0 + 2.0 and alarm["priority"] == "high"
     # breathing resumed, but apnea is high priority: it stays latched until acknowledged
