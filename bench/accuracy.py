@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from device import reference  # noqa: E402
 from device.estimators.base import Estimator  # noqa: E402
 from device.estimators.dsp import PulseModulationRR  # noqa: E402
 from device.estimators.registry import dsp_estimators  # noqa: E402
@@ -47,16 +48,8 @@ TASKS = {  # name -> (role used, quantity, target MAE)
 
 
 def score(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    n = min(len(est), len(ref))
-    est, ref = est[SKIP_S:n], ref[SKIP_S:n]
-    has_ref = np.isfinite(ref)
-    both = has_ref & np.isfinite(est)
-    err = np.abs(est[both] - ref[both])
-    return {
-        "mae": float(err.mean()) if both.any() else float("nan"),
-        "coverage": float(both.sum() / max(1, has_ref.sum())),
-        "n": int(both.sum()),
-    }
+    """The shared scoring rule, from SKIP_S on."""
+    return reference.score(est[SKIP_S:], ref[SKIP_S:])
 
 
 def task_estimators(task: str, which: str) -> list[Estimator] | None:

@@ -97,3 +97,24 @@ def load_bidmc_reference(
         if rates:
             rr[k] = float(np.mean(rates))
     return Reference(Path(signals_path).name.split("_Signals")[0], hr, rr, tuple(anns))
+
+
+def score(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Error of per-second estimates against a per-second reference (NaN = none).
+
+    MAE, RMSE and bias over the seconds that have both; coverage is the share of seconds with
+    a reference that also have an estimate. The one scoring rule of bench/accuracy.py,
+    ``bedside train`` (cross-validation) and ``bedside eval``.
+    """
+    n = min(len(est), len(ref))
+    est, ref = np.asarray(est[:n], dtype=float), np.asarray(ref[:n], dtype=float)
+    has_ref = np.isfinite(ref)
+    both = has_ref & np.isfinite(est)
+    err = est[both] - ref[both]
+    return {
+        "mae": float(np.abs(err).mean()) if both.any() else float("nan"),
+        "rmse": float(np.sqrt((err**2).mean())) if both.any() else float("nan"),
+        "bias": float(err.mean()) if both.any() else float("nan"),
+        "coverage": float(both.sum() / max(1, has_ref.sum())),
+        "n": int(both.sum()),
+    }

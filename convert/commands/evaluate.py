@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from device import reference
 from device.errors import UserError
 
 SKIP_S = 32
@@ -158,18 +159,8 @@ def run_seconds(vitals: list[Any], task: str) -> np.ndarray:
 
 
 def score(est: np.ndarray, ref: np.ndarray, skip_s: int) -> dict[str, float]:
-    n = min(len(est), len(ref))
-    est, ref = est[skip_s:n], ref[skip_s:n]
-    has = np.isfinite(ref)
-    both = has & np.isfinite(est)
-    err = est[both] - ref[both]
-    return {
-        "mae": float(np.abs(err).mean()) if both.any() else float("nan"),
-        "rmse": float(np.sqrt((err**2).mean())) if both.any() else float("nan"),
-        "bias": float(err.mean()) if both.any() else float("nan"),
-        "coverage": float(both.sum() / max(1, has.sum())),
-        "n": int(both.sum()),
-    }
+    """The shared scoring rule (device.reference.score), from ``skip_s`` on."""
+    return reference.score(est[skip_s:], ref[skip_s:])
 
 
 def pooled(series: dict[str, dict[str, list[float]]], key: str) -> dict[str, float]:

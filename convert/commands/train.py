@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from device import reference
 from device.errors import UserError
 
 #: The rate grid the models output logits on. HR 30-220 bpm every 2 bpm (adults to
@@ -356,19 +357,9 @@ def gated(mu: np.ndarray, b: np.ndarray, usable: np.ndarray, b_max: float) -> np
 def score(
     est: np.ndarray, target: np.ndarray, seconds: np.ndarray, skip_s: int
 ) -> dict[str, float]:
-    """MAE, RMSE and coverage over seconds >= skip_s that have a reference."""
+    """The shared scoring rule (device.reference.score) over seconds >= skip_s."""
     keep = seconds >= skip_s
-    est, ref = est[keep], target[keep]
-    has_ref = np.isfinite(ref)
-    both = has_ref & np.isfinite(est)
-    err = est[both] - ref[both]
-    return {
-        "mae": float(np.abs(err).mean()) if both.any() else float("nan"),
-        "rmse": float(np.sqrt((err**2).mean())) if both.any() else float("nan"),
-        "bias": float(err.mean()) if both.any() else float("nan"),
-        "coverage": float(both.sum() / max(1, has_ref.sum())),
-        "n": int(both.sum()),
-    }
+    return reference.score(est[keep], target[keep])
 
 
 def summarise(per: dict[str, dict[str, float]]) -> dict[str, float]:
