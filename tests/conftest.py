@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -273,3 +274,31 @@ def mqtt_listener() -> Iterator[Callable[..., MqttListener]]:
     yield make
     for listener in made:
         listener.close()
+
+
+# -- real PortAudio capture from a recording -------------------------------------------------
+@pytest.fixture
+def alsa_replay_home(tmp_path: Path) -> Callable[[Path], tuple[dict[str, str], Path]]:
+    """Make a recording capturable through real PortAudio: ``bedside replay --to alsa-raw``
+    writes raw PCM, and a fresh HOME gets the ``.asoundrc`` entry it prints (ALSA's ``file``
+    plugin, device ``bedside_replay``). Returns (environment for the capturing child, raw file).
+    PortAudio reads ALSA config when it initialises, so the capture must run in a child."""
+
+    def make(wav: Path) -> tuple[dict[str, str], Path]:
+        raw = tmp_path / "breath.raw"
+        out = subprocess.run(
+            [sys.executable, "-m", "device", "replay", str(wav), "--to", "alsa-raw", str(raw)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        entry = next(line for line in out.splitlines() if line.startswith("pcm.bedside_replay"))
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / ".asoundrc").write_text(entry + "\n")
+        env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        return env, raw
+
+    return make

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,25 +63,6 @@ CAPTURE = textwrap.dedent(
 )
 
 
-def alsa_home(tmp_path: Path, wav: Path) -> tuple[dict[str, str], Path]:
-    """Raw PCM written by `bedside replay --to alsa-raw`, and a HOME whose .asoundrc uses it."""
-    raw = tmp_path / "breath.raw"
-    out = subprocess.run(
-        [sys.executable, "-m", "device", "replay", str(wav), "--to", "alsa-raw", str(raw)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    entry = next(line for line in out.splitlines() if line.startswith("pcm.bedside_replay"))
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / ".asoundrc").write_text(entry + "\n")
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return env, raw
-
-
 def capture(env: dict[str, str], fs: float, seconds: int, keep: int) -> dict[str, Any]:
     p = subprocess.run(
         [sys.executable, "-c", CAPTURE, str(fs), str(seconds), str(keep)],
@@ -99,8 +81,10 @@ def capture(env: dict[str, str], fs: float, seconds: int, keep: int) -> dict[str
 @pytest.mark.e2e
 @needs_portaudio
 @pytest.mark.skipif(not WAV.exists(), reason=f"RRuJO recording not found at {WAV}")
-def test_capture_from_alsa_file_device_gives_the_paced_breathing_rate(tmp_path: Path) -> None:
-    env, raw = alsa_home(tmp_path, WAV)
+def test_capture_from_alsa_file_device_gives_the_paced_breathing_rate(
+    alsa_replay_home: Callable[[Path], tuple[dict[str, str], Path]],
+) -> None:
+    env, raw = alsa_replay_home(WAV)
     pcm = np.fromfile(raw, "<i2")
     seconds = int(len(pcm) / 8000)  # one pass through the file (the device then loops)
     r = capture(env, 8000.0, seconds, keep=20000)

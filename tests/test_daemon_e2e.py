@@ -606,6 +606,7 @@ RRUJO_WAV = (
 def test_daemon_captures_audio_through_portaudio_and_publishes_breathing_rate(
     mosquitto,
     mqtt_listener,
+    alsa_replay_home,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     import ctypes.util
@@ -613,25 +614,11 @@ def test_daemon_captures_audio_through_portaudio_and_publishes_breathing_rate(
     if ctypes.util.find_library("portaudio") is None:
         pytest.skip("PortAudio library missing: apt-get install libportaudio2")
     # a stethoscope recording of paced breathing at 10 /min, played into ALSA's file plugin
-    raw = tmp_path / "breath.raw"
-    out = subprocess.run(
-        [sys.executable, "-m", "device", "replay", str(RRUJO_WAV), "--to", "alsa-raw", str(raw)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / ".asoundrc").write_text(
-        next(ln for ln in out.splitlines() if ln.startswith("pcm.bedside_replay")) + "\n"
-    )
+    env, _ = alsa_replay_home(RRUJO_WAV)
     cfg = tmp_path / "audio.toml"
     # the file device is pulled, not paced: read it at 20 x real time (one pass in ~3 s)
     cfg.write_text('[audio]\ndevice = "bedside_replay"\nfs_hz = 8000.0\npace_x = 20.0\n')
     station = mqtt_listener(mosquitto, "bedside/audio1/#")
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "daemon.log", "wb") as log:
         proc = subprocess.Popen(
             [
