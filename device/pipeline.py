@@ -38,10 +38,8 @@ class RoleStream:
         self._hold = HoldGaps()
         self._resample = Resampler(fs_in, fs_out)
         self._resample_gap = Resampler(fs_in, fs_out)
-        self.received = 0  # input samples taken so far
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.received += len(x)
         held, bad = self._hold(x)
         y = self._resample(held)
         if bad.any() or not self._resample_gap.identity:
@@ -76,17 +74,19 @@ class Pipeline:
             raise ValueError("a pipeline needs at least one role")
         self.fs_hz = dict(fs_hz)
         self.estimators = list(estimators) if estimators is not None else default_estimators(fs_hz)
-        self._by_role: dict[str, list[Estimator]] = {r: [] for r in fs_hz}
-        self._streams: dict[tuple[str, float], RoleStream] = {}
+        # role -> one resampling stream per estimator rate, with the estimators it feeds
+        self._routes: dict[str, dict[float, tuple[RoleStream, list[Estimator]]]] = {
+            r: {} for r in fs_hz
+        }
         for est in self.estimators:
             if est.role not in self.fs_hz:
                 raise ValueError(
                     f"estimator {est.name} needs role {est.role!r}, which is not an input"
                 )
-            self._by_role[est.role].append(est)
-            key = (est.role, est.fs_hz)
-            if key not in self._streams:
-                self._streams[key] = RoleStream(est.role, self.fs_hz[est.role], est.fs_hz)
+            route = self._routes[est.role].setdefault(
+                est.fs_hz, (RoleStream(est.role, self.fs_hz[est.role], est.fs_hz), [])
+            )
+            route[1].append(est)
         self._pending: dict[str, list[np.ndarray]] = {r: [] for r in fs_hz}
         self._n_pending: dict[str, int] = dict.fromkeys(fs_hz, 0)
         self._consumed: dict[str, int] = dict.fromkeys(fs_hz, 0)
@@ -147,13 +147,10 @@ class Pipeline:
         for role in self.fs_hz:
             x = self._take(role, self._boundary(role, k) - self._consumed[role])
             self.last_input[role] = x
-            for (r, fs), stream in self._streams.items():
-                if r != role:
-                    continue
+            for stream, fed in self._routes[role].values():
                 y = stream(x)
-                for est in self._by_role[role]:
-                    if est.fs_hz == fs:
-                        est.push(y)
+                for est in fed:
+                    est.push(y)
         self.second = k
         return self._vitals(float(k))
 
