@@ -176,34 +176,45 @@ class Alarm:
     present: bool = True  # the condition is still true
     detail: str = ""
 
-    def event(self, t_s: float, state: str | None = None) -> AlarmEvent:
+    @property
+    def latched(self) -> bool:
+        """High priority, condition gone, waiting for acknowledgement."""
+        return self.state == "active" and not self.present
+
+    def event(self, t_s: float) -> AlarmEvent:
         return AlarmEvent(
             t_s=t_s,
             id=self.id,
             condition=self.condition,
             priority=self.priority,
-            state=state or self.state,
+            state=self.state,
             value=self.value,
             limit=self.limit,
             role=self.role,
             onset_t_s=self.onset_t_s,
-            latched=self.state == "active" and not self.present,
+            latched=self.latched,
             technical=self.technical,
             detail=self.detail,
         )
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "condition": self.condition,
-            "priority": self.priority,
-            "state": self.state,
-            "role": self.role,
-            "onset_t_s": self.onset_t_s,
-            "value": None if self.value is None else round(self.value, 1),
-            "limit": self.limit,
-            "latched": self.state == "active" and not self.present,
-        }
+        """The alarm as listed in the retained status: its event record's identifying fields."""
+        rec = self.event(self.onset_t_s).to_record()
+        return {k: rec[k] for k in SUMMARY_KEYS}
+
+
+#: fields of an alarm in the status message's current-alarms list
+SUMMARY_KEYS = (
+    "id",
+    "condition",
+    "priority",
+    "state",
+    "role",
+    "onset_t_s",
+    "value",
+    "limit",
+    "latched",
+)
 
 
 @dataclass(frozen=True)

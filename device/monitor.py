@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -156,7 +157,7 @@ class Monitor:
             has = any(e.value is not None for e in p.last.values() if e.role == role)
             st = tracker.update(v.t_s, p.last_input.get(role, np.zeros(0)), has)
             err = "; ".join(msg for key, msg in p.errors.items() if key.endswith(f"_{role}"))
-            roles[role] = RoleState(st.lost_s, st.off_s, st.off_reason, st.poor_s, err)
+            roles[role] = replace(st, error=err)
         # Apnea is judged from the impedance breath detector, as bedside monitors do, and only
         # while that signal is present (a lost or detached lead is a technical alarm instead).
         resp = roles.get("resp")
