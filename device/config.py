@@ -306,21 +306,3 @@ def reference_markdown() -> str:
     for name, cls in [*core.items(), *sorted(_EXTRA_SECTIONS.items())]:
         lines += _section_rows(name, cls)
     return "\n".join(lines)
-
-
-def describe(cls: type = Config, prefix: str = "") -> list[str]:
-    """Every key with its type, default and description (for docs and --help)."""
-    lines = []
-    for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            lines.append(f"[{prefix}{f.name}]")
-            lines.extend(describe(tp, f"{prefix}{f.name}."))
-        elif "help" in f.metadata:
-            default = (
-                f.default
-                if f.default is not dataclasses.MISSING
-                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-            )
-            lines.append(f"  {f.name} = {default!r}: {f.metadata['help']}")
-    return lines
