@@ -85,6 +85,13 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: the sections defined here; their values are fields of ``Config``
+CORE_SECTIONS: dict[str, type] = {
+    "bed": BedConfig,
+    "mqtt": MqttConfig,
+    "recording": RecordingConfig,
+    "replay": ReplayConfig,
+}
 #: section name -> dataclass, for sections defined in other modules (``register_section``)
 _EXTRA_SECTIONS: dict[str, type] = {}
 
@@ -182,21 +189,15 @@ def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> A
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     cfg = Config()
-    core = {
-        "bed": BedConfig,
-        "mqtt": MqttConfig,
-        "recording": RecordingConfig,
-        "replay": ReplayConfig,
-    }
     for name, value in data.items():
-        cls = core.get(name) or _EXTRA_SECTIONS.get(name)
+        cls = CORE_SECTIONS.get(name) or _EXTRA_SECTIONS.get(name)
         if cls is None:
-            known = ", ".join(sorted([*core, *_EXTRA_SECTIONS]))
+            known = ", ".join(sorted([*CORE_SECTIONS, *_EXTRA_SECTIONS]))
             raise ConfigError(f"{source}: unknown section [{name}]", f"valid sections are: {known}")
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{name}' must be a table", f"write it as [{name}]")
         section = build_section(cls, value, name, source)
-        if name in core:
+        if name in CORE_SECTIONS:
             setattr(cfg, name, section)
         else:
             cfg.extra[name] = section
@@ -297,12 +298,6 @@ def reference_markdown() -> str:
         "`device.config.reference_markdown()`.",
         "",
     ]
-    core = {
-        "bed": BedConfig,
-        "mqtt": MqttConfig,
-        "recording": RecordingConfig,
-        "replay": ReplayConfig,
-    }
-    for name, cls in [*core.items(), *sorted(_EXTRA_SECTIONS.items())]:
+    for name, cls in [*CORE_SECTIONS.items(), *sorted(_EXTRA_SECTIONS.items())]:
         lines += _section_rows(name, cls)
     return "\n".join(lines)
