@@ -171,7 +171,7 @@ class Pipeline:
         rr = _choose(estimates, "rr", RR_PREFERENCE)
         return Vitals(
             t_s=t_s,
-            hr_bpm=hr.value if hr else None,
+            hr_bpm=whole_bpm(hr.value) if hr else None,
             rr_bpm=rr.value if rr else None,
             hr_source=hr.role if hr else None,
             rr_source=rr.role if rr else None,
@@ -179,6 +179,13 @@ class Pipeline:
             rr_model=rr.estimator if rr else None,
             sqi=sqi,
         )
+
+
+def whole_bpm(x: float | None) -> float | None:
+    """Heart rate in whole beats per minute, halves rounded up: what bedside monitors show,
+    record and compare with alarm limits (the BIDMC reference is the monitor's integer HR).
+    A tenth of a beat per minute would be false precision for an average over ~10 beats."""
+    return None if x is None else float(math.floor(x + 0.5))
 
 
 def _choose(estimates: list[Estimate], quantity: str, preference: Sequence[str]) -> Estimate | None:
