@@ -68,11 +68,17 @@ class Pipeline:
     """Feeds each role's samples to its estimators and assembles vitals once per second."""
 
     def __init__(
-        self, fs_hz: dict[str, float], estimators: Sequence[Estimator] | None = None
+        self,
+        fs_hz: dict[str, float],
+        estimators: Sequence[Estimator] | None = None,
+        whole_hr: bool = True,
     ) -> None:
+        """``whole_hr``: publish HR in whole bpm (``whole_bpm``); False keeps the estimator's
+        value, for measuring what the rounding changes (``bench/accuracy.py --unrounded``)."""
         if not fs_hz:
             raise ValueError("a pipeline needs at least one role")
         self.fs_hz = dict(fs_hz)
+        self.whole_hr = whole_hr
         self.estimators = list(estimators) if estimators is not None else default_estimators(fs_hz)
         # role -> one resampling stream per estimator rate, with the estimators it feeds
         self._routes: dict[str, dict[float, tuple[RoleStream, list[Estimator]]]] = {
@@ -171,7 +177,7 @@ class Pipeline:
         rr = _choose(estimates, "rr", RR_PREFERENCE)
         return Vitals(
             t_s=t_s,
-            hr_bpm=whole_bpm(hr.value) if hr else None,
+            hr_bpm=(whole_bpm(hr.value) if self.whole_hr else hr.value) if hr else None,
             rr_bpm=rr.value if rr else None,
             hr_source=hr.role if hr else None,
             rr_source=rr.role if rr else None,
@@ -201,9 +207,10 @@ def run_recording(
     fs_hz: float,
     chunk: int = 1000,
     estimators: Sequence[Estimator] | None = None,
+    whole_hr: bool = True,
 ) -> list[Vitals]:
     """Drive a pipeline over whole signals in chunks of ``chunk`` samples (offline use)."""
-    core = Pipeline(dict.fromkeys(signals, fs_hz), estimators)
+    core = Pipeline(dict.fromkeys(signals, fs_hz), estimators, whole_hr)
     n = max(len(x) for x in signals.values())
     out: list[Vitals] = []
     for a in range(0, n, chunk):

@@ -64,6 +64,18 @@ def test_chunk_size_invariance_all_roles(record: Recording) -> None:
     assert sum(r["rr_bpm"] is not None for r in runs[1]) > 5
 
 
+def test_hr_is_published_in_whole_bpm(record: Recording) -> None:
+    """HR is rounded to whole bpm (as monitors show it); ``whole_hr=False`` keeps the
+    estimator's value, and the two differ by at most half a beat per minute."""
+    sig = excerpt(record, 100.0, 140.0)
+    whole = [v.hr_bpm for v in run_recording(sig, record.fs_hz)]
+    exact = [v.hr_bpm for v in run_recording(sig, record.fs_hz, whole_hr=False)]
+    pairs = [(w, e) for w, e in zip(whole, exact, strict=True) if e is not None]
+    assert len(pairs) > 25
+    assert all(w is not None and w == float(int(w)) and abs(w - e) <= 0.5 for w, e in pairs)
+    assert any(e != int(e) for _, e in pairs)  # the estimates themselves are not whole
+
+
 def test_chunk_size_invariance_with_gap_at_300_hz(record: Recording) -> None:
     ppg = resample_poly(excerpt(record, 100.0, 140.0)["ppg"], 12, 5)  # 125 -> 300 Hz
     ppg[3000:4500] = np.nan

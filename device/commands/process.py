@@ -2,7 +2,7 @@
 
 Each second of signal time gives one line:
 
-  {"type": "vitals", "t_s": 12.0, "hr_bpm": 71.8, "rr_bpm": 14.2, "hr_source": "ppg", ...}
+  {"type": "vitals", "t_s": 12.0, "hr_bpm": 72.0, "rr_bpm": 14.2, "hr_source": "ppg", ...}
 
 followed by alarm events (``"type": "alarm"``) as they happen. This is the same core the
 daemon runs, so a recording processed here gives what the ward would have seen.
