@@ -55,7 +55,9 @@ def bidmc_paths(signals_path: str | Path) -> tuple[Path, Path]:
     return p.with_name(f"{stem}_Numerics{suffix}"), p.with_name(f"{stem}_Breaths{suffix}")
 
 
-def _table(path: Path) -> tuple[list[str], np.ndarray]:
+def read_table(path: Path) -> tuple[list[str], np.ndarray]:
+    """A PhysioNet CSV table (``_Numerics``, ``_Breaths``): column names, and the values as
+    floats (empty cells NaN)."""
     lines = [ln for ln in _open_text(path).splitlines() if ln.strip()]
     names = [n.strip() for n in lines[0].split(",")]
     rows = [[s.strip() or "nan" for s in ln.split(",")] for ln in lines[1:]]
@@ -75,7 +77,7 @@ def load_bidmc_reference(
     signals_path: str | Path, fs_hz: float = 125.0, duration_s: float | None = None
 ) -> Reference:
     numerics, breaths = bidmc_paths(signals_path)
-    names, num = _table(numerics)
+    names, num = read_table(numerics)
     t = num[:, names.index("Time [s]")]
     hr_col = num[:, names.index("HR")]
     n = int(duration_s) + 1 if duration_s is not None else int(np.nanmax(t)) + 1
@@ -84,7 +86,7 @@ def load_bidmc_reference(
     keep = (idx >= 0) & (idx < n)
     hr[idx[keep]] = hr_col[keep]
 
-    bnames, b = _table(breaths)
+    bnames, b = read_table(breaths)
     anns = []
     for j in range(len(bnames)):
         col = b[:, j]
