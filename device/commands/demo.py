@@ -95,9 +95,9 @@ def _with_ppg_off(path: str, from_s: float, tmp: Path) -> str:
 def format_vitals(v: dict[str, Any]) -> str:
     """``t=  42s  HR  92 bpm (ecg)   RR 24 /min (resp)``, with '--' where there is no estimate."""
     hr = (
-        f"HR {v['hr_bpm']:5.1f} bpm ({v['hr_source']})"
+        f"HR {v['hr_bpm']:3.0f} bpm ({v['hr_source']})"
         if v.get("hr_bpm") is not None
-        else "HR   --  bpm      "
+        else "HR  -- bpm      "
     )
     rr = (
         f"RR {v['rr_bpm']:4.1f} /min ({v['rr_source']})"
