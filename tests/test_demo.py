@@ -13,9 +13,7 @@ import pytest
 from device.broker import EmbeddedBroker, find_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
-VITALS_LINE = re.compile(
-    r"^t=\s*(\d+)s\s+HR\s+(\d+) bpm \(ecg\)\s+RR\s+(\d+\.\d) /min \(resp\)"
-)
+VITALS_LINE = re.compile(r"^t=\s*(\d+)s\s+HR\s+(\d+) bpm \(ecg\)\s+RR\s+(\d+\.\d) /min \(resp\)")
 
 
 def _run_demo(*extra: str) -> subprocess.CompletedProcess[str]:
