@@ -67,6 +67,18 @@ def test_missed_and_extra_detections_are_corrected_in_regular_rhythm() -> None:
     assert 60 * beats / span == pytest.approx(75.0)
 
 
+def test_missed_beat_next_to_a_misplaced_one_is_counted() -> None:
+    # two beats missed and one detected off its place: 1.28 s + 1.12 s hold three beats
+    ibi = np.array([0.8] * 6 + [1.28, 1.12] + [0.8] * 4)
+    beats, span, _ = corrected_beats(ibi, ibi)
+    assert beats == 13 and 60 * beats / span == pytest.approx(75.0)
+    # a run of three premature beats (shorter together than two typical intervals plus a
+    # bit) is rhythm, not detection failure: every interval counts
+    run = np.array([0.8] * 6 + [0.55, 0.5, 0.55, 1.2] + [0.8] * 3)
+    beats, span, _ = corrected_beats(run, run)
+    assert beats == len(run)
+
+
 def test_inverted_ecg_gives_the_same_rate(record: Recording) -> None:
     """Lead polarity (electrodes swapped, a lead with a negative QRS) must not matter."""
     x = record.excerpt(100.0, 160.0).role("ecg").copy()
