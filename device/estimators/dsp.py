@@ -462,10 +462,10 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     - in an otherwise regular rhythm, two short intervals that together make one typical
       interval (within 12 %) were split by an extra detection (a dicrotic wave, a T wave, a
       motion spike): they count as one;
-    - in an otherwise regular rhythm, a long interval and the off-rhythm one after it that
-      together make more whole typical intervals than they are (within 12 % of one; a 1.3
-      and a 1.6 make three) hide a missed beat next to a misplaced one: they count as that
-      many (``_hidden_beats``);
+    - in an otherwise regular rhythm, a long interval and the one or two off-rhythm ones
+      after it that together make more whole typical intervals than they are (within 12 %
+      of one; a 1.3 and a 1.6 make three) hide a missed beat next to a misplaced one: they
+      count as that many (``_hidden_beats``);
     - in an otherwise regular rhythm, an interval of about 2 or 3 typical intervals hides
       beats that were not detected (a premature beat with too little stroke volume to reach
       the finger, a low-amplitude QRS): it counts as 2 or 3;
