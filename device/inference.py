@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ class Delegate(Protocol):
         """The LiteRT delegate objects to pass to the interpreter (empty for plain CPU)."""
 
 
+def load_delegate(library: str) -> Any:
+    """LiteRT's ``load_delegate``, once the library is known to open: LiteRT's Delegate, given
+    a library that does not, fails half-built and its ``__del__`` prints an AttributeError
+    ("Exception ignored in Delegate.__del__") on stderr, a confusing line on a ward log.
+    Raises OSError naming the library when it cannot be opened."""
+    ctypes.CDLL(library)
+    return interpreter_module().load_delegate(library)
+
+
 class CpuDelegate:
     key, target = "cpu", "cpu"
 
@@ -119,7 +129,7 @@ class GpuDelegate:
                 "[models] delegate_path to it; no prebuilt GPU delegate exists for Linux",
             )
         try:
-            return [interpreter_module().load_delegate(cfg.delegate_path)]
+            return [load_delegate(cfg.delegate_path)]
         except (ValueError, OSError, RuntimeError) as e:
             raise UserError(
                 f"GPU delegate {cfg.delegate_path} failed to load ({e})",
@@ -133,7 +143,7 @@ class EdgeTpuDelegate:
 
     def load(self, cfg: ModelsConfig) -> list[Any]:
         try:
-            return [interpreter_module().load_delegate(self.library)]
+            return [load_delegate(self.library)]
         except (ValueError, OSError, RuntimeError) as e:
             raise UserError(
                 f"Edge TPU delegate {self.library} failed to load "
