@@ -22,24 +22,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device.reference import (  # noqa: E402
-    RR_REFERENCE_WINDOW_S,
     bidmc_paths,
     load_bidmc_reference,
-    rate_over_window,
+    per_second,
+    rate_series,
     read_table,
     score,
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
 SKIP_S = 32
-
-
-def per_second(values_at: np.ndarray, times_s: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, np.nan)
-    idx = times_s.astype(int)
-    keep = (idx >= 0) & (idx < n)
-    out[idx[keep]] = values_at[keep]
-    return out
 
 
 def main() -> int:
@@ -59,11 +51,7 @@ def main() -> int:
     for f in files:
         ref = load_bidmc_reference(f)
         n = len(ref.rr_bpm)
-        k = np.arange(n, dtype=float)
-        a1, a2 = (
-            np.array([rate_over_window(b, t, RR_REFERENCE_WINDOW_S) for t in k])
-            for b in ref.breaths_s[:2]
-        )
+        a1, a2 = (rate_series(b, n) for b in ref.breaths_s[:2])
         names, num = read_table(bidmc_paths(f)[0])
         pulse = per_second(num[:, names.index("PULSE")], num[:, names.index("Time [s]")], n)
         rows[f.name.split("_Signals")[0]] = {

@@ -73,18 +73,29 @@ def rate_over_window(events_s: np.ndarray, t_s: float, window_s: float) -> float
     return 60.0 * (len(e) - 1) / float(e[-1] - e[0])
 
 
+def per_second(values: np.ndarray, times_s: np.ndarray, n: int) -> np.ndarray:
+    """``n`` per-second values (NaN where none) from values stamped at ``times_s``."""
+    out = np.full(n, np.nan)
+    idx = times_s.astype(int)
+    keep = (idx >= 0) & (idx < n)
+    out[idx[keep]] = values[keep]
+    return out
+
+
+def rate_series(events_s: np.ndarray, n: int) -> np.ndarray:
+    """One annotator's rate at t = 0 .. n-1 s (``rate_over_window`` over the reference
+    window)."""
+    return np.array([rate_over_window(events_s, float(k), RR_REFERENCE_WINDOW_S) for k in range(n)])
+
+
 def load_bidmc_reference(
     signals_path: str | Path, fs_hz: float = 125.0, duration_s: float | None = None
 ) -> Reference:
     numerics, breaths = bidmc_paths(signals_path)
     names, num = read_table(numerics)
     t = num[:, names.index("Time [s]")]
-    hr_col = num[:, names.index("HR")]
     n = int(duration_s) + 1 if duration_s is not None else int(np.nanmax(t)) + 1
-    hr = np.full(n, np.nan)
-    idx = t.astype(int)
-    keep = (idx >= 0) & (idx < n)
-    hr[idx[keep]] = hr_col[keep]
+    hr = per_second(num[:, names.index("HR")], t, n)
 
     bnames, b = read_table(breaths)
     anns = []
@@ -92,12 +103,12 @@ def load_bidmc_reference(
         col = b[:, j]
         col = col[np.isfinite(col)]
         anns.append(np.sort(col / fs_hz))  # sample numbers (0-based, see above) -> seconds
-    rr = np.full(n, np.nan)
-    for k in range(n):
-        rates = [rate_over_window(a, float(k), RR_REFERENCE_WINDOW_S) for a in anns]
-        rates = [r for r in rates if np.isfinite(r)]
-        if rates:
-            rr[k] = float(np.mean(rates))
+    # the mean of the annotators that have a rate at each second
+    rates = np.array([rate_series(a, n) for a in anns]).reshape(len(anns), n)
+    has = np.isfinite(rates)
+    count = has.sum(axis=0)
+    total = np.where(has, rates, 0.0).sum(axis=0)
+    rr = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return Reference(Path(signals_path).name.split("_Signals")[0], hr, rr, tuple(anns))
 
 
