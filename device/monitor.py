@@ -83,16 +83,17 @@ class RoleTracker:
         ptp = float(np.ptp(w))
         typical = float(np.median(self._ptp)) if self._ptp else 0.0
         at_rail = int(max(np.sum(w == w.max()), np.sum(w == w.min())))
-        # off_s: how long the signal has been off, i.e. the whole judged window at first
         if ptp == 0.0 or (typical > 0 and ptp < FLAT_SHARE * typical):
-            self.off_s = self.off_s + 1.0 if self.off_s else float(len(self._seconds))
-            self.off_reason = "flat"
+            reason = "flat"
         elif at_rail >= SATURATED_SHARE * len(w):
-            self.off_s = self.off_s + 1.0 if self.off_s else float(len(self._seconds))
-            self.off_reason = "saturated"
+            reason = "saturated"
         else:
             self.off_s = 0.0
             self._ptp.append(ptp)
+            return
+        # off_s: how long the signal has been off, i.e. the whole judged window at first
+        self.off_s = self.off_s + 1.0 if self.off_s else float(len(self._seconds))
+        self.off_reason = reason
 
 
 class Monitor:
