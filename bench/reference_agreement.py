@@ -21,17 +21,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from accuracy import DEFAULT_DATA, score  # noqa: E402  (the same records and scoring)
+
 from device.reference import (  # noqa: E402
     bidmc_paths,
     load_bidmc_reference,
     per_second,
     rate_series,
     read_table,
-    score,
 )
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
-SKIP_S = 32
 
 
 def main() -> int:
@@ -55,10 +53,10 @@ def main() -> int:
         names, num = read_table(bidmc_paths(f)[0])
         pulse = per_second(num[:, names.index("PULSE")], num[:, names.index("Time [s]")], n)
         rows[f.name.split("_Signals")[0]] = {
-            "rr_annotator1_vs_annotator2": score(a1[SKIP_S:], a2[SKIP_S:])["mae"],
-            "rr_annotator1_vs_reference": score(a1[SKIP_S:], ref.rr_bpm[SKIP_S:])["mae"],
-            "rr_annotator2_vs_reference": score(a2[SKIP_S:], ref.rr_bpm[SKIP_S:])["mae"],
-            "hr_monitor_pulse_vs_reference": score(pulse[SKIP_S:], ref.hr_bpm[SKIP_S:])["mae"],
+            "rr_annotator1_vs_annotator2": score(a1, a2)["mae"],
+            "rr_annotator1_vs_reference": score(a1, ref.rr_bpm)["mae"],
+            "rr_annotator2_vs_reference": score(a2, ref.rr_bpm)["mae"],
+            "hr_monitor_pulse_vs_reference": score(pulse, ref.hr_bpm)["mae"],
         }
     keys = next(iter(rows.values())).keys()
     summary = {
