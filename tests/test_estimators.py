@@ -139,9 +139,31 @@ def test_slow_and_childrens_heart_rates(record: Recording, role: str, target: fl
     assert abs(float(np.nanmedian(hr)) - target) < 2.0
 
 
+def test_shallow_breaths_count_in_proportion_to_their_depth() -> None:
+    """Breaths in pairs 3 s apart every 8 s (15/min) and a third one between the pairs whose
+    depth grows from nothing to full (22.5/min): a shallow breath, where annotators disagree,
+    counts in part, so the rate moves through the values between instead of jumping from 15
+    to 22.5 at one depth."""
+    t = np.arange(int(120 * FS)) / FS
+
+    def rr_with_third_breath(depth: float) -> float:
+        x = np.zeros_like(t)
+        for b in np.arange(1.0, 120.0, 8.0):
+            for c, a in ((b, 1.0), (b + 3.0, 1.0), (b + 5.5, depth)):
+                x += a * np.exp(-0.5 * ((t - c) / 0.5) ** 2)
+        vit = run_recording({"resp": x}, FS, estimators=[BreathIntervalRR()])
+        return float(np.median([v.rr_bpm for v in vit[40:] if v.rr_bpm is not None]))
+
+    rates = [rr_with_third_breath(d) for d in (0.0, 0.35, 0.4, 0.45, 0.5, 1.0)]
+    assert abs(rates[0] - 15.0) < 0.5 and abs(rates[-1] - 22.5) < 0.5
+    assert all(b >= a for a, b in zip(rates, rates[1:], strict=False))
+    partial = [r for r in rates if 15.5 < r < 22.0]
+    assert len(partial) >= 3, rates
+
+
 @pytest.mark.parametrize("target", [8.0, 40.0, 60.0])
 def test_slow_and_childrens_breathing_rates(record: Recording, target: float) -> None:
-    """The impedance band (0.08-0.7 Hz) still passes slow adult breathing (8/min, the low
+    """The impedance band (0.08-1.0 Hz) still passes slow adult breathing (8/min, the low
     alarm limit) and children's and infants' (40, 60/min): real impedance played slower or
     faster. (Below ~6/min a 32 s window holds too few breaths for a rate; apnea is alarmed
     from the time since the last breath.)"""
