@@ -10,7 +10,7 @@ on how the input was chunked.
 Measured on the 42 shared BIDMC records (``bench/accuracy.py``, results in
 ``bench/results/accuracy.json``), with HR rounded to whole bpm as the pipeline publishes it:
 mean per-subject MAE 0.86 bpm (HR from PPG), 0.75 bpm (HR from ECG; 0.68 and 0.51 without
-record 41, whose monitor HR ignores many beats of a bigeminy), 0.36 breaths/min (RR from
+record 41, whose monitor HR ignores many beats of a bigeminy), 0.33 breaths/min (RR from
 impedance), 2.4 breaths/min at 81 % coverage (RR from PPG). Unrounded (``--unrounded``):
 0.95 and 0.86.
 """
