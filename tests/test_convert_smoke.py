@@ -71,6 +71,31 @@ def test_training_writes_model_and_cv(trained: Path) -> None:
     assert info["features"]["name"] == "hr_ppg" and info["features"]["role"] == "ppg"
 
 
+def test_out_of_fold_answers_and_blend_bench(trained: Path, tmp_path: Path) -> None:
+    """The out-of-fold file holds each subject's model and DSP answers on the same seconds,
+    and bench/blend.py scores blends of the two from it (w = 1 is the DSP alone)."""
+    z = np.load(trained / "hr_ppg_cnn.oof.npz")
+    info = json.loads((trained / "hr_ppg_cnn.train.json").read_text())
+    for s in ("bidmc_01", "bidmc_02"):
+        n = len(z[f"{s}/seconds"])
+        assert all(len(z[f"{s}/{k}"]) == n for k in ("rate", "spread", "usable", "target", "dsp"))
+        assert np.isfinite(z[f"{s}/dsp"]).mean() > 0.9  # the DSP answers nearly every second
+    out = tmp_path / "blend.json"
+    p = subprocess.run(
+        [sys.executable, "bench/blend.py", str(trained / "hr_ppg_cnn.oof.npz"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = {r["what"]: r for r in json.loads(out.read_text())["blends"]}
+    assert rows["dsp"]["mean_mae"] == pytest.approx(info["dsp_baseline"]["summary"]["mean_mae"])
+    # the model alone is the CV figure, rounded to whole bpm (which moves it by <= 0.5)
+    assert rows["model"]["mean_mae"] == pytest.approx(info["cv"]["summary"]["mean_mae"], abs=0.5)
+    assert rows["model"]["mean_coverage"] == pytest.approx(info["cv"]["summary"]["mean_coverage"])
+
+
 @pytest.mark.parametrize("quant", ["float32", "float16", "dynamic", "int8"])
 def test_convert_each_quantisation(trained: Path, tmp_path: Path, quant: str) -> None:
     from device.inference import TfliteModel, sha256_file

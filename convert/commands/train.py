@@ -245,9 +245,11 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
         verify_x=vx.astype(np.float32),
         verify_y=vy,
     )
-    # out-of-fold answers per subject, to study the quality gate afterwards
+    # out-of-fold answers per subject (with the DSP estimator's on the same seconds), to study
+    # the quality gate and blends with DSP afterwards (bench/blend.py)
     np.savez_compressed(
         args.out / f"{stem}.oof.npz",
+        b_max=np.float64(b_max),
         **{
             f"{s.name}/{k}": v
             for s in subjects
@@ -257,6 +259,7 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
                 ("usable", s.usable),
                 ("target", s.target),
                 ("seconds", s.seconds),
+                ("dsp", s.dsp if s.dsp is not None else np.full(len(s.seconds), np.nan)),
             )
         },
     )
