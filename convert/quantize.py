@@ -30,7 +30,14 @@ def convert(req: dict[str, Any]) -> bytes:
 
     tf.config.threading.set_intra_op_parallelism_threads(int(req.get("threads", 2)))
     trained = keras.models.load_model(req["model"], compile=False)
-    model = build(req["arch"], req["task"], tuple(req["shape"]), int(req["n_bins"]), batch_size=1)
+    model = build(
+        req["arch"],
+        req["task"],
+        tuple(req["shape"]),
+        int(req["n_bins"]),
+        batch_size=1,
+        members=int(req.get("members", 1)),
+    )
     model.set_weights(trained.get_weights())
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     quant = req["quant"]
