@@ -41,17 +41,18 @@ def build(
     from keras import layers
 
     inp = keras.Input(shape, batch_size=batch_size, name="window")
+    # The trunk is built before its output layer (initialisers draw their seeds in the order
+    # layers are created, so this order is what makes a seed give the same model).
     if members == 1:
         prefix = "" if member is None else f"m{member}_"
-        out = layers.Dense(n_bins, name=f"{prefix}rate_logits")(
-            _trunk(inp, arch, task, shape, prefix)
-        )
+        x = _trunk(inp, arch, task, shape, prefix)
+        out = layers.Dense(n_bins, name=f"{prefix}rate_logits")(x)
         name = f"{task}_{arch}" if member is None else f"{task}_{arch}_m{member}"
         return keras.Model(inp, out, name=name)
-    outs = [
-        layers.Dense(n_bins, name=f"m{j}_rate_logits")(_trunk(inp, arch, task, shape, f"m{j}_"))
-        for j in range(members)
-    ]
+    outs = []
+    for j in range(members):
+        x = _trunk(inp, arch, task, shape, f"m{j}_")
+        outs.append(layers.Dense(n_bins, name=f"m{j}_rate_logits")(x))
     out = layers.Average(name="rate_logits")(outs)
     return keras.Model(inp, out, name=f"{task}_{arch}_x{members}")
 
