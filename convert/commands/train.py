@@ -6,12 +6,14 @@ per second, as the device's model estimator would answer (None when the window i
 or the predicted error spread is too large). Then a final model is trained on every subject.
 
 Writes to --out: ``<task>_<input>_<arch>.keras`` (the final model), ``<same>.train.json``
-(spec, per-subject CV metrics, settings, versions) and ``<same>.windows.npz`` (real windows
-for int8 calibration and for verifying a conversion).
+(spec, per-subject CV metrics, settings, versions), ``<same>.windows.npz`` (real windows
+for int8 calibration and for verifying a conversion) and ``<same>.oof.npz`` (each subject's
+out-of-fold answers beside the DSP estimator's, for bench/blend.py).
 
 Examples:
   bedside train hr --data ../shared/data/bidmc/bidmc_csv --out build/models --inputs ppg
   bedside train rr --data ../shared/data/bidmc/bidmc_csv --out build/models --inputs resp --arch cnn
+  bedside train rr --data DIR --out DIR --inputs ppg --ensemble 2   # two members, one model
   bedside train rr --data DIR --out DIR --inputs ppg --arch crnn --folds 5 --epochs 30
 """
 
