@@ -6,7 +6,8 @@ model that never saw it.
     python bench/blend.py build/cv/rr_resp_cnn.oof.npz [--out bench/results/blend_rr_resp_cnn.json]
 
 At each second the blend is w x DSP + (1 - w) x model where both answer (the model through
-its quality gate, the spread chosen in training), and whichever answers otherwise; HR is
+its quality gate, the spread chosen in training), and elsewhere whichever answers, or (the
+"where DSP" rows) the DSP's answer only, so the model adds no seconds the DSP withheld; HR is
 rounded to whole bpm, as the device publishes it. Scored per subject from t = 32 s against
 the same references as training (``device.reference.score``): the DSP alone, the model
 alone, and blends with w from 0.9 to 0.2.
@@ -31,13 +32,14 @@ SKIP_S = 32
 WEIGHTS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2)
 
 
-def blend(dsp: np.ndarray, model: np.ndarray, w: float | None) -> np.ndarray:
-    """``w`` x DSP + (1 - ``w``) x model where both answer, whichever answers elsewhere;
+def blend(dsp: np.ndarray, model: np.ndarray, w: float | None, fill: bool = True) -> np.ndarray:
+    """``w`` x DSP + (1 - ``w``) x model where both answer, and elsewhere whichever answers
+    (``fill``) or the DSP's answer only (the model never adds seconds the DSP withheld);
     ``w`` None: the model alone."""
     if w is None:
         return model
     both = np.isfinite(dsp) & np.isfinite(model)
-    one = np.where(np.isfinite(dsp), dsp, model)
+    one = np.where(np.isfinite(dsp), dsp, model) if fill else dsp
     return np.where(both, w * dsp + (1.0 - w) * model, one)
 
 
@@ -62,13 +64,17 @@ def main() -> int:
     subjects = sorted({k.split("/")[0] for k in z.files if "/" in k})
     rows = []
     # "dsp": the DSP alone (as the device publishes it); "model": the model alone
-    for what, w in [("dsp", 1.0), ("model", None)] + [("blend", w) for w in WEIGHTS]:
+    # "blend": either answers elsewhere; "blend_where_dsp": only where the DSP answers
+    kinds = [("dsp", 1.0), ("model", None)]
+    kinds += [(k, w) for k in ("blend", "blend_where_dsp") for w in WEIGHTS]
+    for what, w in kinds:
         per = {}
         for s in subjects:
             keep = z[f"{s}/seconds"] >= SKIP_S
             ok = z[f"{s}/usable"] & (z[f"{s}/spread"] <= b_max)
             model = np.where(ok, z[f"{s}/rate"], np.nan)
-            est = z[f"{s}/dsp"] if what == "dsp" else blend(z[f"{s}/dsp"], model, w)
+            dsp = z[f"{s}/dsp"]
+            est = dsp if what == "dsp" else blend(dsp, model, w, what != "blend_where_dsp")
             if whole:
                 est = np.array([np.nan if not np.isfinite(v) else whole_bpm(v) for v in est])
             per[s] = score(est[keep], z[f"{s}/target"][keep])
@@ -86,7 +92,9 @@ def main() -> int:
             }
         )
         r = rows[-1]
-        label = {"dsp": "DSP alone", "model": "model alone"}.get(what) or f"DSP weight {w}"
+        label = {"dsp": "DSP alone", "model": "model alone"}.get(what) or (
+            f"DSP weight {w}" + (", DSP's seconds" if what == "blend_where_dsp" else "")
+        )
         print(
             f"{label:15s}: mean MAE {r['mean_mae']:.3f}, median {r['median_mae']:.3f}, "
             f"worst {r['worst_mae']:.2f}; coverage mean {r['mean_coverage']:.1%}, "
