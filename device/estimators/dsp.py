@@ -49,8 +49,9 @@ _MIN_BREATH_FRACTION = 0.5
 #: skips; the reference is their mean), so a graded count lands between them instead of on
 #: one side. On the 42 shared records: RR MAE 0.357 with the 0.3 threshold, 0.334 graded
 #: over 0.2-0.4 (16 subjects better, 9 worse; 0.335-0.342 for 0.18-0.42, 0.22-0.38,
-#: 0.25-0.4, 0.2-0.35). Only breaths of at least half weight bound the rate's time span and
-#: set the time of the last breath (apnea), so the apnea alarm sees what it saw before.
+#: 0.25-0.4, 0.2-0.35). Only breaths of at least half weight (the old threshold) bound the
+#: rate's time span and set the time of the last breath, which the apnea alarm watches
+#: (``bench/alarms.py``: apnea and false-alarm figures unchanged).
 _BREATH_PROMINENCE = (0.2, 0.4)
 #: Impedance band: breathing at 3-70 breaths/min is 0.05-1.2 Hz; 0.08-1.0 Hz drops drift
 #: and cardiac oscillation (> 1 Hz in adults) that rides on thoracic impedance. (0.7 Hz
