@@ -14,6 +14,7 @@ are the int8 / Edge TPU models, the CNN-LSTM ships as float16 or dynamic range.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def _trunk(x: Any, arch: str, task: str, shape: tuple[int, int], prefix: str) ->
     given (ensemble members), else by Keras."""
     from keras import layers
 
-    count = iter(range(1000))
+    count = itertools.count()
 
     def nm(kind: str) -> str | None:
         return f"{prefix}{kind}{next(count)}" if prefix else None
