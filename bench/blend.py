@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device.pipeline import whole_bpm  # noqa: E402
-from device.reference import score  # noqa: E402
+from device.reference import score, summarise  # noqa: E402
 
 SKIP_S = 32
 WEIGHTS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2)
@@ -78,19 +78,7 @@ def main() -> int:
             if whole:
                 est = np.array([np.nan if not np.isfinite(v) else whole_bpm(v) for v in est])
             per[s] = score(est[keep], z[f"{s}/target"][keep])
-        maes = [p["mae"] for p in per.values()]
-        covs = [p["coverage"] for p in per.values()]
-        rows.append(
-            {
-                "what": what,
-                "dsp_weight": w,
-                "mean_mae": float(np.nanmean(maes)),
-                "median_mae": float(np.nanmedian(maes)),
-                "worst_mae": float(np.nanmax(maes)),
-                "mean_coverage": float(np.mean(covs)),
-                "min_coverage": float(np.min(covs)),
-            }
-        )
+        rows.append({"what": what, "dsp_weight": w, **summarise(per.values())})
         r = rows[-1]
         label = {"dsp": "DSP alone", "model": "model alone"}.get(what) or (
             f"DSP weight {w}" + (", DSP's seconds" if what == "blend_where_dsp" else "")

@@ -26,6 +26,7 @@ be read with that in mind, not tuned away.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,4 +131,20 @@ def score(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         "bias": float(err.mean()) if both.any() else float("nan"),
         "coverage": float(both.sum() / max(1, has_ref.sum())),
         "n": int(both.sum()),
+    }
+
+
+def summarise(per_subject: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Mean, median and worst of per-subject ``score`` results, and their coverage: how
+    ``bedside train``, ``bedside eval`` and bench/blend.py report a set of subjects."""
+    rows = list(per_subject)
+    maes = np.array([r["mae"] for r in rows])
+    covs = np.array([r["coverage"] for r in rows])
+    return {
+        "mean_mae": float(np.nanmean(maes)),
+        "median_mae": float(np.nanmedian(maes)),
+        "worst_mae": float(np.nanmax(maes)),
+        "mean_coverage": float(covs.mean()),
+        "min_coverage": float(covs.min()),
+        "subjects": len(rows),
     }

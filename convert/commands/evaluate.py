@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         )
     overall = {k: pooled(series, k) for k in ("model", "dsp") if all(series[s][k] for s in series)}
     summary = {
-        k: summarise([per[s][k] for s in per if k in per[s]])
+        k: reference.summarise([per[s][k] for s in per if k in per[s]])
         for k in ("model", "dsp")
         if any(k in per[s] for s in per)
     }
@@ -170,19 +170,6 @@ def pooled(series: dict[str, dict[str, list[float]]], key: str) -> dict[str, flo
         ests.append(np.asarray(s[key][SKIP_S:n], dtype=float))
         refs.append(np.asarray(s["ref"][SKIP_S:n], dtype=float))
     return score(np.concatenate(ests), np.concatenate(refs), 0)
-
-
-def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
-    maes = np.array([r["mae"] for r in rows])
-    covs = np.array([r["coverage"] for r in rows])
-    return {
-        "mean_mae": float(np.nanmean(maes)),
-        "median_mae": float(np.nanmedian(maes)),
-        "worst_mae": float(np.nanmax(maes)),
-        "mean_coverage": float(covs.mean()),
-        "min_coverage": float(covs.min()),
-        "subjects": len(rows),
-    }
 
 
 def write_report(

@@ -228,22 +228,22 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
     for s in subjects:
         est = gated(oof[s.name]["mu"], oof[s.name]["b"], s.usable, b_max)
         per_subject[s.name] = score(est, s.target, s.seconds, SKIP_S)
-    summary = summarise(per_subject)
-    ungated = summarise(
-        {
-            s.name: score(
+    summary = reference.summarise(per_subject.values())
+    ungated = reference.summarise(
+        [
+            score(
                 gated(oof[s.name]["mu"], oof[s.name]["b"], s.usable, np.inf),
                 s.target,
                 s.seconds,
                 SKIP_S,
             )
             for s in subjects
-        }
+        ]
     )
     dsp_subjects = {
         s.name: score(s.dsp, s.target, s.seconds, SKIP_S) for s in subjects if s.dsp is not None
     }
-    dsp = summarise(dsp_subjects) if dsp_subjects else None
+    dsp = reference.summarise(dsp_subjects.values()) if dsp_subjects else None
     final_path = None
     stem = f"{task}_{role}_{arch}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -387,16 +387,3 @@ def score(
     """The shared scoring rule (device.reference.score) over seconds >= skip_s."""
     keep = seconds >= skip_s
     return reference.score(est[keep], target[keep])
-
-
-def summarise(per: dict[str, dict[str, float]]) -> dict[str, float]:
-    maes = np.array([v["mae"] for v in per.values()])
-    covs = np.array([v["coverage"] for v in per.values()])
-    return {
-        "mean_mae": float(np.nanmean(maes)),
-        "median_mae": float(np.nanmedian(maes)),
-        "worst_mae": float(np.nanmax(maes)),
-        "mean_coverage": float(covs.mean()),
-        "min_coverage": float(covs.min()),
-        "subjects": len(per),
-    }
