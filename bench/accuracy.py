@@ -26,13 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device import reference  # noqa: E402
+from device.config import ModelsConfig  # noqa: E402
 from device.estimators.base import Estimator  # noqa: E402
-from device.estimators.dsp import PulseModulationRR  # noqa: E402
-from device.estimators.registry import dsp_estimators  # noqa: E402
+from device.estimators.registry import select_estimators  # noqa: E402
 from device.pipeline import run_recording  # noqa: E402
 from device.recording import read_csv  # noqa: E402
-from device.reference import load_bidmc_reference  # noqa: E402
+from lab import reference  # noqa: E402
+from lab.reference import load_bidmc_reference  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
 SKIP_S = 32
@@ -58,11 +58,8 @@ def task_estimators(task: str, which: str) -> list[Estimator] | None:
     (None: the pipeline's defaults, shipped models included)."""
     if which == "pipeline":
         return None
-    role, quantity, _ = TASKS[task]
-    out = dsp_estimators([role])
-    if role == "ppg" and quantity == "rr":
-        out.append(PulseModulationRR("ppg"))
-    return out
+    role, _quantity, _ = TASKS[task]
+    return select_estimators([role], ModelsConfig(enabled=False))
 
 
 def evaluate(

@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device import splice  # noqa: E402
 from device.alarms import AlarmsConfig  # noqa: E402
 from device.config import load_config  # noqa: E402
 from device.offline import process_recording  # noqa: E402
 from device.recording import Recording, read_csv  # noqa: E402
-from device.reference import load_bidmc_reference  # noqa: E402
+from lab import splice  # noqa: E402
+from lab.reference import load_bidmc_reference  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bidmc" / "bidmc_csv"
 STEP_RECORDS = ("bidmc_09", "bidmc_10", "bidmc_22", "bidmc_47")
@@ -42,7 +42,7 @@ STEP_RECORDS = ("bidmc_09", "bidmc_10", "bidmc_22", "bidmc_47")
 
 def run(signals: dict[str, np.ndarray], fs: float) -> list[dict[str, Any]]:
     rec = Recording("<spliced>", fs, dict(signals), {r: r for r in signals})
-    return list(process_recording(rec, load_config(None)))
+    return [m.to_record() for m in process_recording(rec, load_config(None))]
 
 
 def first_alarm(
@@ -71,7 +71,7 @@ def false_alarms(files: list[Path]) -> dict[str, Any]:
         hours += rec.duration_s / 3600.0
         breaths = np.sort(np.concatenate(ref.breaths_s))
         seen: set[str] = set()
-        for r in process_recording(rec, load_config(None)):
+        for r in (m.to_record() for m in process_recording(rec, load_config(None))):
             # each alarm once, as it first sounds (not escalations or latch re-announcements)
             if r["type"] != "alarm" or r["state"] != "active" or r["id"] in seen:
                 continue

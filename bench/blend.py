@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device.pipeline import whole_bpm  # noqa: E402
-from device.reference import score, summarise  # noqa: E402
+from lab.reference import score, summarise  # noqa: E402
 
 SKIP_S = 32
 WEIGHTS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2)

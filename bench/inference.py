@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from device.config import ModelsConfig  # noqa: E402
 from device.estimators.model import ModelEstimator  # noqa: E402
-from device.inference import ModelsConfig, TfliteModel, interpreter_module  # noqa: E402
+from device.inference import TfliteModel, interpreter_module, shipped_models_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT.parent / "shared" / "data" / "bidmc" / "bidmc_csv" / "bidmc_01_Signals.csv.gz"
@@ -82,7 +83,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--models", type=Path, default=ROOT / "models")
+    ap.add_argument("--models", type=Path, default=shipped_models_dir())
     ap.add_argument(
         "--extra",
         type=Path,

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accuracy import DEFAULT_DATA, score  # noqa: E402  (the same records and scoring)
 
-from device.reference import (  # noqa: E402
+from lab.reference import (  # noqa: E402
     bidmc_paths,
     load_bidmc_reference,
     per_second,

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.commands.replay import encode_stream  # noqa: E402
-from device.sources.openview import OpenViewParser  # noqa: E402
-from device.sources.text_format import TextLineParser  # noqa: E402
+from device.sources.formats.openview import OpenViewParser  # noqa: E402
+from device.sources.formats.text import TextLineParser  # noqa: E402
+from lab.emulator import encode_stream  # noqa: E402
 
 RECORD = Path(__file__).resolve().parents[2] / "shared/data/bidmc/bidmc_csv/bidmc_02_Signals.csv.gz"
 HEALTHYPI_PACKETS_PER_S = 125.0

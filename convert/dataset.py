@@ -16,7 +16,7 @@ from device.errors import UserError
 from device.features import FeatureSpec, model_input, record_windows
 from device.pipeline import RoleStream
 from device.recording import read_csv
-from device.reference import load_bidmc_reference
+from lab.reference import load_bidmc_reference
 
 #: Scores start at 32 s: the RR reference needs 32 s of breaths (as in bench/accuracy.py).
 SKIP_S = 32
@@ -84,15 +84,17 @@ def load_subject(path: Path, spec: FeatureSpec, quantity: str) -> Subject:
 def dsp_baseline(
     x: np.ndarray, fs_hz: float, role: str, quantity: str, seconds: np.ndarray
 ) -> np.ndarray | None:
-    """What the signal-processing estimator of this role answers at each second (the baseline a
-    model must beat), through the same pipeline; None when there is no DSP estimator for it."""
-    from device.estimators.registry import dsp_estimators
+    """What the device's signal-processing estimator for (quantity, role) answers at each
+    second: the registry's entry, fallbacks included (``device.estimators.registry``), run
+    through the same pipeline; the baseline a model must beat. None when there is none."""
+    from device.estimators.registry import signal_estimator
     from device.pipeline import run_recording
+    from device.roles import EstimateKey, Quantity, Role
 
-    ests = [e for e in dsp_estimators([role]) if e.quantity == quantity]
-    if not ests:
+    est = signal_estimator(EstimateKey(Quantity(quantity), Role(role)))
+    if est is None:
         return None
-    vitals = run_recording({role: x}, fs_hz, estimators=ests)
+    vitals = run_recording({role: x}, fs_hz, estimators=[est])
     by_s = {int(v.t_s): (v.hr_bpm if quantity == "hr" else v.rr_bpm) for v in vitals}
     return np.array(
         [np.nan if by_s.get(int(k)) is None else by_s[int(k)] for k in seconds], dtype=np.float64

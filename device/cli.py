@@ -20,7 +20,7 @@ from device.errors import UserError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "device.commands.demo",
+        "lab.commands.demo",
         "run the daemon on a bundled real recording and show what a nurses' station receives",
     ),
     "run": (
@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the streaming core over a recording as fast as the CPU allows; write JSON lines",
     ),
     "replay": (
-        "device.commands.replay",
+        "lab.emulator",
         "play a recording into a serial port (or a pty) like a sensor board, "
         "or into raw PCM for ALSA",
     ),
@@ -63,12 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith((module, "convert.commands", "device.commands")):
-                raise
-            continue  # a command not built yet in this checkout
+        mod = importlib.import_module(module)
         p = sub.add_parser(
             name,
             help=help_text,

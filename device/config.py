@@ -1,11 +1,18 @@
-"""Strict, documented configuration: one TOML file validated into typed dataclasses.
+"""Strict, documented configuration: one TOML file validated into one typed ``Config``.
 
-Every field has a unit in its name (``fs_hz``, ``delay_s``) and a description
-(``field(metadata={"help": ...})``). Unknown keys are errors that name the key, because a
-misspelt alarm limit silently ignored is a patient at risk. ``bedside run --check-config``
-validates a file and exits 0, or 1 naming the bad key.
+Every section is a dataclass defined here, and a field of ``Config``; every key has a unit in
+its name (``fs_hz``, ``delay_s``) and a description (``field(metadata={"help": ...})``).
+Unknown sections and keys are errors that name the key, because a misspelt alarm limit
+silently ignored is a patient at risk. Sections check their own values (``validate``);
+checks that need the world (files, devices, models) are in ``device.preflight``, which both
+``bedside run --check-config`` and the daemon's start run.
 
-Sections are dataclasses; adding a section is adding a class and a field on ``Config``.
+Why dataclasses and not msgspec or pydantic: the appliance then needs no extra package, a
+section costs nothing to import, and the validator below (about a hundred lines) gives the
+error messages we want (the key, the bad value, the key's own description as the fix).
+
+Adding a section is a class here and a field on ``Config``; ``docs/configuration.md`` is
+generated from these classes (``reference_markdown``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class BedConfig:
 
 @dataclass
 class MqttConfig:
+    enabled: bool = doc("publish over MQTT (false: only the other sinks, e.g. [jsonl])", True)
     broker: str = doc("broker URL: mqtt://HOST:PORT (plain TCP)", "mqtt://127.0.0.1:1883")
     prefix: str = doc(
         "topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside"
@@ -76,29 +84,269 @@ class ReplayConfig:
 
 
 @dataclass
+class SerialConfig:
+    """A sensor board on a serial port (HealthyPi or any board that streams packets or text
+    lines); see docs/hardware.md."""
+
+    url: str = doc(
+        "serial port: a device path (/dev/ttyACM0, /dev/serial0, a udev symlink such as "
+        "/dev/healthypi) or a pyserial URL (socket://HOST:PORT, loop://); empty: no serial source",
+        "",
+    )
+    baud: int = doc("baud rate (HealthyPi: 115200); USB CDC boards and ptys ignore it", 115200)
+    format: str = doc(
+        "board format: 'openview' (HealthyPi binary packets) or 'text' (one line of comma/tab "
+        "separated numbers per sample)",
+        "openview",
+    )
+    fs_hz: float = doc(
+        "the board's sample rate, 125-500 Hz; boards do not stamp samples, so this is the clock",
+        125.0,
+    )
+    preset: str = doc(
+        "payload/column layout: 'healthypi5' (openview) or 'healthypi-text' (text: ecg, resp, "
+        "ppg red); empty: the format's default; ignored when 'fields' is given",
+        "",
+    )
+    fields: list[dict[str, Any]] = doc(
+        "custom layout, in order: [[serial.fields]] tables with name, type (int8/uint8/int16/"
+        "uint16/int32/uint32, little-endian; openview only), role (ecg, ppg, resp; omit for a "
+        "field that feeds nothing), scale (signal = counts x scale), invert (true for raw "
+        "optical PPG), skip_if (name of a flag field) and skip_value (hold the last value "
+        "when the flag has this value)",
+        factory=list,
+    )
+    reconnect_min_s: float = doc(
+        "first wait before reopening a lost port, doubled per failed try", 0.25
+    )
+    reconnect_max_s: float = doc("longest wait between tries to reopen a lost port", 5.0)
+    stall_s: float = doc(
+        "no valid sample for this long while the port is open counts as lost signal", 1.0
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        from device.sources.formats import FORMATS, layout
+
+        if self.format not in FORMATS:
+            return "format", f"'{self.format}' is not one of {', '.join(FORMATS)}"
+        if not (SERIAL_MIN_FS_HZ <= self.fs_hz <= SERIAL_MAX_FS_HZ):
+            return (
+                "fs_hz",
+                f"{self.fs_hz:g} Hz is outside {SERIAL_MIN_FS_HZ:g}-{SERIAL_MAX_FS_HZ:g} Hz",
+            )
+        if self.baud <= 0:
+            return "baud", "must be a positive number of bits/s, e.g. 115200"
+        if not (0 < self.reconnect_min_s <= self.reconnect_max_s):
+            return "reconnect_min_s", "must be > 0 and <= reconnect_max_s"
+        if self.stall_s <= 0:
+            return "stall_s", "must be > 0"
+        try:
+            layout(self.format, self.preset, self.fields)
+        except ValueError as e:
+            return ("fields" if self.fields else "preset"), str(e)
+        return None
+
+
+#: Sensor boards stream ECG/PPG at 125-500 samples/s (HealthyPi: 125).
+SERIAL_MIN_FS_HZ, SERIAL_MAX_FS_HZ = 125.0, 500.0
+#: Audio sample formats and their full scale.
+AUDIO_DTYPES = {"int16": 32768.0, "int32": 2147483648.0, "float32": 1.0}
+#: Breath sounds carry energy up to ~1-2 kHz; 2 kHz is the slowest useful capture rate, 48 kHz
+#: the fastest a sound card commonly offers.
+AUDIO_MIN_FS_HZ, AUDIO_MAX_FS_HZ = 2000.0, 48000.0
+
+
+@dataclass
+class AudioConfig:
+    """A microphone or electronic stethoscope captured through PortAudio."""
+
+    device: str = doc(
+        "PortAudio input device: a name or part of one (as 'python -m sounddevice' lists "
+        "them), or an index; 'default' for the system default; empty: no audio source",
+        "",
+    )
+    fs_hz: float = doc(
+        "capture sample rate in Hz, 2000-48000 (stethoscopes: 4000-8000); the device must "
+        "support it",
+        8000.0,
+    )
+    channels: int = doc("channels to open on the device", 1)
+    channel: int = doc("which channel (0-based) carries the breathing sounds", 0)
+    block_frames: int = doc("frames per read: 1024 at 8000 Hz is 128 ms", 1024)
+    dtype: str = doc(
+        "sample format: 'int16' (what 'bedside replay --to alsa-raw' writes), 'int32' or 'float32'",
+        "int16",
+    )
+    pace_x: float = doc(
+        "0: the sound card paces capture (normal use). N > 0: read no faster than N x real "
+        "time, for ALSA file devices (tests, demos), which are pulled, not paced",
+        0.0,
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        if not (AUDIO_MIN_FS_HZ <= self.fs_hz <= AUDIO_MAX_FS_HZ):
+            return (
+                "fs_hz",
+                f"{self.fs_hz:g} Hz is outside {AUDIO_MIN_FS_HZ:g}-{AUDIO_MAX_FS_HZ:g} Hz",
+            )
+        if self.channels < 1:
+            return "channels", "must be at least 1"
+        if not (0 <= self.channel < self.channels):
+            return "channel", f"must be 0..{self.channels - 1} (channels = {self.channels})"
+        if self.block_frames < 16:
+            return "block_frames", "must be at least 16"
+        if self.dtype not in AUDIO_DTYPES:
+            return "dtype", f"'{self.dtype}' is not one of {', '.join(AUDIO_DTYPES)}"
+        if self.pace_x < 0:
+            return "pace_x", "must be 0 (device-paced) or a positive speed factor"
+        return None
+
+
+@dataclass
+class AlarmsConfig:
+    """Per-bed alarm limits and timing. Defaults are adult limits."""
+
+    hr_high_bpm: float = doc("heart rate above this is tachycardia (hr_high)", 120.0)
+    hr_low_bpm: float = doc("heart rate below this is bradycardia (hr_low)", 50.0)
+    hr_high_severe_bpm: float = doc(
+        "heart rate above this makes hr_high a high-priority alarm", 150.0
+    )
+    hr_low_severe_bpm: float = doc("heart rate below this makes hr_low a high-priority alarm", 40.0)
+    rr_high_bpm: float = doc(
+        "respiratory rate above this (breaths/min) is tachypnoea (rr_high)", 30.0
+    )
+    rr_low_bpm: float = doc("respiratory rate below this (breaths/min) is bradypnoea (rr_low)", 8.0)
+    apnea_delay_s: float = doc(
+        "no breath detected for this long raises apnea (high priority)", 20.0
+    )
+    condition_delay_s: float = doc(
+        "a limit must be violated this long before its alarm sounds (IEC 60601-1-8 alarm-condition "
+        "delay; 0 to 15 s)",
+        5.0,
+    )
+    hr_hysteresis_bpm: float = doc(
+        "an HR alarm clears once HR is back inside the limit by this much", 5.0
+    )
+    rr_hysteresis_bpm: float = doc(
+        "an RR alarm clears once RR is back inside the limit by this much", 2.0
+    )
+    signal_lost_s: float = doc("no samples for this long on a role in use raises signal_lost", 2.0)
+    sensor_off_s: float = doc(
+        "an ECG/PPG signal flat or saturated for this long raises sensor_off (impedance: at least "
+        "12 s, because normal breathing pauses for seconds at end-expiration)",
+        3.0,
+    )
+    poor_signal_s: float = doc(
+        "signal quality too low to measure for this long raises poor_signal", 10.0
+    )
+    latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
+    enabled: list[str] = doc(
+        "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
+        "signal_lost, sensor_off, poor_signal, inference_error",
+        factory=lambda: [
+            "hr_high",
+            "hr_low",
+            "rr_high",
+            "rr_low",
+            "apnea",
+            "signal_lost",
+            "sensor_off",
+            "poor_signal",
+            "inference_error",
+        ],
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        from device.alarms.conditions import CONDITIONS
+
+        if not 0.0 <= self.condition_delay_s <= 15.0:
+            return "condition_delay_s", f"{self.condition_delay_s} is outside 0 to 15 s"
+        if self.hr_low_bpm >= self.hr_high_bpm:
+            return "hr_low_bpm", "must be below hr_high_bpm"
+        if self.rr_low_bpm >= self.rr_high_bpm:
+            return "rr_low_bpm", "must be below rr_high_bpm"
+        if self.hr_high_severe_bpm < self.hr_high_bpm:
+            return "hr_high_severe_bpm", "must be at or above hr_high_bpm"
+        if self.hr_low_severe_bpm > self.hr_low_bpm:
+            return "hr_low_severe_bpm", "must be at or below hr_low_bpm"
+        if self.apnea_delay_s < 5.0 or self.apnea_delay_s > 60.0:
+            return "apnea_delay_s", f"{self.apnea_delay_s} is outside 5 to 60 s"
+        unknown = [c for c in self.enabled if c not in CONDITIONS]
+        if unknown:
+            return "enabled", f"unknown condition(s) {', '.join(unknown)}"
+        return None
+
+
+@dataclass
+class ModelsConfig:
+    """Learned models (LiteRT): which ones run, and where."""
+
+    enabled: bool = doc(
+        "use shipped models where one fits the inputs and beat DSP in its cross-validation", True
+    )
+    dir: str = doc(
+        "folder of <task>_<inputs>_<arch>_<quant>.tflite models with .json manifests; "
+        "empty: the models shipped in the package (device/models)",
+        "",
+    )
+    delegate: str = doc(
+        "where models run: cpu, gpu (needs delegate_path) or edgetpu (needs libedgetpu.so.1)", "cpu"
+    )
+    delegate_path: str = doc(
+        "gpu: path of the TFLite GPU delegate library the user built "
+        "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
+        "",
+    )
+    fallback_to_cpu: bool = doc(
+        "when the delegate cannot load, run on the CPU instead of refusing to start", False
+    )
+    threads: int = doc("interpreter threads per model", 1)
+    disable: list[str] = doc(
+        'model names (file stems) never to use, e.g. ["rr_ppg_cnn_int8"]', factory=list
+    )
+    force: list[str] = doc(
+        "model names (file stems) to use for their quantity and role even where signal "
+        'processing is preferred, e.g. ["rr_resp_cnn_int8"]',
+        factory=list,
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        from device.inference import DELEGATES
+
+        if self.delegate not in DELEGATES:
+            return (
+                "delegate",
+                f"unknown delegate {self.delegate!r}; choose from {', '.join(DELEGATES)}",
+            )
+        if self.threads < 1:
+            return "threads", "must be at least 1"
+        both = sorted(set(self.force) & set(self.disable))
+        if both:
+            return "force", f"{', '.join(both)} also in [models] disable"
+        return None
+
+
+@dataclass
+class JsonlConfig:
+    """A local JSON-lines record of every vitals and alarm message (the ``jsonl`` sink)."""
+
+    path: str = doc("file to write; empty: no JSON-lines record ('-' is stdout)", "")
+    append: bool = doc("add to the file across restarts (false: start it afresh)", True)
+
+
+@dataclass
 class Config:
+    """The whole configuration: one typed section per TOML table."""
+
     bed: BedConfig = field(default_factory=BedConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
-    #: sections other modules register (alarms, serial, audio, models) live here too
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-#: the sections defined here; their values are fields of ``Config``
-CORE_SECTIONS: dict[str, type] = {
-    "bed": BedConfig,
-    "mqtt": MqttConfig,
-    "recording": RecordingConfig,
-    "replay": ReplayConfig,
-}
-#: section name -> dataclass, for sections defined in other modules (``register_section``)
-_EXTRA_SECTIONS: dict[str, type] = {}
-
-
-def register_section(name: str, cls: type) -> None:
-    """Let a module add a validated ``[name]`` section (e.g. alarms, serial, audio)."""
-    _EXTRA_SECTIONS[name] = cls
+    serial: SerialConfig = field(default_factory=SerialConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -188,27 +436,21 @@ def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> A
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    cfg = Config()
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        cls = CORE_SECTIONS.get(name) or _EXTRA_SECTIONS.get(name)
-        if cls is None:
-            known = ", ".join(sorted([*CORE_SECTIONS, *_EXTRA_SECTIONS]))
+        if name not in sections:
+            known = ", ".join(sorted(sections))
             raise ConfigError(f"{source}: unknown section [{name}]", f"valid sections are: {known}")
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{name}' must be a table", f"write it as [{name}]")
-        section = build_section(cls, value, name, source)
-        if name in CORE_SECTIONS:
-            setattr(cfg, name, section)
-        else:
-            cfg.extra[name] = section
-    for name, cls in _EXTRA_SECTIONS.items():
-        cfg.extra.setdefault(name, cls())
-    return cfg
+        kwargs[name] = build_section(hints[name], value, name, source)
+    return Config(**kwargs)
 
 
 def load_config(path: str | Path | None) -> Config:
     """Read and validate a TOML config; ``None`` gives the defaults."""
-    _register_builtin_sections()
     if path is None:
         return parse_config({})
     p = Path(path)
@@ -227,23 +469,6 @@ def load_config(path: str | Path | None) -> Config:
             f"{p}: not valid TOML ({e})", "fix the syntax at the position shown"
         ) from None
     return parse_config(data, str(p))
-
-
-def _register_builtin_sections() -> None:
-    """Import the modules that own optional sections so that they register themselves."""
-    import importlib
-
-    for module in (
-        "device.alarms",
-        "device.sources.serial",
-        "device.sources.audio",
-        "device.inference",
-    ):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
 
 
 def _default_of(f: dataclasses.Field[Any]) -> Any:
@@ -287,7 +512,6 @@ def reference_markdown() -> str:
     Regenerate with ``python -c "import device.config as c; print(c.reference_markdown(), end='')"
     > docs/configuration.md``; ``tests/test_docs.py`` fails when the file is out of date.
     """
-    _register_builtin_sections()
     lines = [
         "# Configuration reference",
         "",
@@ -298,6 +522,7 @@ def reference_markdown() -> str:
         "`device.config.reference_markdown()`.",
         "",
     ]
-    for name, cls in [*CORE_SECTIONS.items(), *sorted(_EXTRA_SECTIONS.items())]:
-        lines += _section_rows(name, cls)
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        lines += _section_rows(f.name, hints[f.name])
     return "\n".join(lines)

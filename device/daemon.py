@@ -2,37 +2,37 @@
 
 Threads and who owns what::
 
-    source threads --Frame--> FrameQueue --> main loop (owns the Monitor) --> Publisher
-                                                ^                              (paho thread)
-                                                +---- commands (cmd/ack) <---------+
+    source threads --Frame--> FrameQueue --> main loop (owns the Monitor) --> sinks (MQTT:
+                                                ^                              paho thread,
+                                                +---- commands (Ack) <---------+ JSON lines)
 
 - One thread per source puts frames on one bounded queue that counts what it drops.
 - The main loop is the only user of the Monitor: it feeds samples and gaps, steps the core once
-  per frame, publishes each message on the topic its ``kind`` names, and applies commands that
-  arrive from MQTT on their own queue (an acknowledge never travels back through estimators).
+  per frame, hands each message to every sink (``device.sinks``), and applies the commands the
+  sinks return (an acknowledge never travels back through estimators).
 - For live sources the main loop also feeds *gaps* when a source has delivered nothing for a
   while, so the signal clock keeps going with the wall clock and the core raises
   ``signal_lost``; a replay is never gapped (its clock is the recording's), nor is a source
   that reports its own lost samples (``reports_gaps = True``, or once it has sent a frame with
   ``n_lost``), so no stretch of time is counted twice.
 - One stop event (set by SIGTERM or SIGINT in ``bedside run``): sources are joined in reverse
-  start order, what they delivered is processed and published, then the retained ``offline``
-  status is published and the connection closed.
+  start order, what they delivered is processed and published, then the sinks are stopped
+  (MQTT publishes the retained ``offline`` status and closes the connection).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
 
+from device.alarms import AlarmEvent
 from device.config import Config
-from device.messages import SCHEMA_VERSION, iso_utc
-from device.monitor import Monitor
-from device.publisher import Publisher
+from device.estimators.registry import describe
+from device.messages import iso_utc
+from device.monitor import Message, Monitor
+from device.sinks import Ack, Command, Sink, Status
 from device.sources.base import Frame, FrameQueue, Source
 
 log = logging.getLogger("bedside.daemon")
@@ -74,22 +74,25 @@ class _SourceClock:
 
 
 class Daemon:
-    """Runs ``sources`` through a Monitor and publishes what it says, until stopped or done."""
+    """Runs ``sources`` through a Monitor into ``sinks``, until stopped or done."""
 
     def __init__(
         self,
         cfg: Config,
         sources: list[Source],
-        publisher: Publisher,
+        sinks: Sequence[Sink],
         stop: threading.Event | None = None,
         bed: str | None = None,
         status_period_s: float = STATUS_PERIOD_S,
+        monitor: Monitor | None = None,
     ) -> None:
+        """``monitor``: the core to drive (``device.preflight`` builds it, so a model that
+        fails its checks stops the start before any thread runs); default: built here."""
         if not sources:
             raise ValueError("the daemon needs at least one source")
         self.cfg = cfg
         self.sources = sources
-        self.publisher = publisher
+        self.sinks = list(sinks)
         self.stop = stop or threading.Event()
         self.bed = bed or cfg.bed.id
         self.status_period_s = status_period_s
@@ -100,9 +103,10 @@ class Daemon:
         for s in sources:
             fs.update(s.roles)
         self.started_wall = time.time()
-        self.monitor = Monitor.for_inputs(
-            fs, cfg, bed=self.bed, epoch_s=self.started_wall if self.live else 0.0
-        )
+        self.monitor = monitor or Monitor.for_inputs(fs, cfg, bed=self.bed)
+        # live alarm ids carry the wall-clock start, so they are unique across restarts
+        self.monitor.epoch_s = self.started_wall if self.live else 0.0
+        self.monitor.alarms.epoch_s = self.monitor.epoch_s
         self.counters = {
             "frames": 0,
             "vitals": 0,
@@ -117,8 +121,12 @@ class Daemon:
     # -- the main loop ---------------------------------------------------------------------
     def run(self) -> int:
         """Run until the stop event is set or every (finite) source has finished; exit code 0."""
-        self.publisher.set_status(self._status())
-        self.publisher.start()
+        for line in describe(self.monitor.pipeline.estimators):
+            log.info("estimator: %s", line)
+        status = self._status()
+        for sink in self.sinks:
+            sink.set_status(status)
+            sink.start()
         started: list[Source] = []
         failed = False
         try:
@@ -138,14 +146,13 @@ class Daemon:
                 frame = self.queue.get(timeout=POLL_S)
                 if frame is not None:
                     self._take(frame)
-                self._apply_commands()
+                self._apply(self._poll_sinks())
                 if self._clocks:
                     self._feed_silence(time.monotonic())
                 self._publish(self.monitor.step())
-                self.publisher.poll()
-                connects = self.publisher.counters["connects"]
+                connects = sum(int(getattr(sink, "connects", 0)) for sink in self.sinks)
                 if connects != self._connects_seen:
-                    # (re)connected: the "online" status paho sent from its thread carried the
+                    # (re)connected: the "online" status MQTT sent from its thread carried the
                     # counters of the moment before; bring it up to date at once
                     self._connects_seen = connects
                     self._send_status()
@@ -172,11 +179,14 @@ class Daemon:
                     while (frame := self.queue.get(timeout=0)) is not None:
                         self._take(frame)
                     self._publish(self.monitor.step())
-                    self._apply_commands()
-                self.publisher.set_status(self._status())
+                    self._apply(self._poll_sinks())
+                status = self._status()
+                for sink in self.sinks:
+                    sink.set_status(status)
             finally:
                 # even after a crash of the core the ward learns at once that the bed is offline
-                self.publisher.stop(reason="error" if failed else "stopped")
+                for sink in self.sinks:
+                    sink.stop(reason="error" if failed else "stopped")
         return 0
 
     # -- frames, gaps, messages ------------------------------------------------------------
@@ -219,60 +229,45 @@ class Daemon:
                     self.monitor.feed_gap(role, n)
                     clock.gap_samples[role] += n
 
-    def _publish(self, messages: list[Any]) -> None:
+    def _publish(self, messages: list[Message]) -> None:
         alarms_changed = False
         for msg in messages:
-            if msg.kind == "vitals":
+            ts = self._ts(msg)
+            if not isinstance(msg, AlarmEvent):
                 self.counters["vitals"] += 1
-                self.publisher.publish_vitals(msg.to_payload(self.bed, self._ts(msg)))
-            elif msg.kind == "alarm":
+            else:
                 self.counters["alarm_events"] += 1
                 alarms_changed = True
-                rec = msg.to_record()
                 log.info(
                     "alarm %s %s %s (%s) at t=%.0f s",
-                    rec.get("id"),
-                    rec.get("condition"),
-                    rec.get("state"),
-                    rec.get("priority"),
-                    rec.get("t_s", 0.0),
+                    msg.id,
+                    msg.condition,
+                    msg.state,
+                    msg.priority,
+                    msg.t_s,
                 )
-                self.publisher.publish_alarm(msg.to_payload(self.bed, self._ts(msg)))
-            else:
-                log.error("the core emitted a message of unknown kind %r; not published", msg.kind)
+            for sink in self.sinks:
+                sink.send(msg, ts)
         if alarms_changed:
             self._send_status()
 
-    def _ts(self, msg: Any) -> float:
+    def _ts(self, msg: Message) -> float:
         """Wall-clock time of a message: for live sources the moment its signal time was
         sampled; for a replay (whose signal clock is the recording's) the moment it is sent."""
         if self.live:
-            return self.monitor.epoch_s + float(getattr(msg, "t_s", self.monitor.t_s))
+            return self.monitor.epoch_s + msg.t_s
         return time.time()
 
     # -- commands --------------------------------------------------------------------------
-    def _apply_commands(self) -> None:
-        while True:
-            try:
-                leaf, raw = self.publisher.commands.get_nowait()
-            except queue.Empty:
-                return
-            if leaf == "ack":
-                self._ack(raw)
-            else:
-                self.counters["commands_rejected"] += 1
-                log.warning("ignored unknown command topic cmd/%s (known: cmd/ack)", leaf)
+    def _poll_sinks(self) -> list[Command]:
+        return [cmd for sink in self.sinks for cmd in sink.poll()]
 
-    def _ack(self, raw: bytes) -> None:
-        try:
-            body = json.loads(raw.decode("utf-8"))
-            alarm_id = body["id"]
-            if not isinstance(alarm_id, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            self.counters["commands_rejected"] += 1
-            log.warning('ignored cmd/ack %r: expected JSON {"id": "<alarm id>"}', raw[:200])
-            return
+    def _apply(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            if isinstance(cmd, Ack):
+                self._ack(cmd.alarm_id)
+
+    def _ack(self, alarm_id: str) -> None:
         events = self.monitor.acknowledge(alarm_id)
         if not events:
             self.counters["commands_rejected"] += 1
@@ -288,19 +283,21 @@ class Daemon:
     # -- status ----------------------------------------------------------------------------
     def _send_status(self) -> None:
         self._last_status = time.monotonic()
-        self.publisher.set_status(self._status())
+        status = self._status()
+        for sink in self.sinks:
+            sink.set_status(status)
 
-    def _status(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "bed": self.bed,
-            "started": iso_utc(self.started_wall),
-            "mode": "live" if self.live else "replay",
-            "t_s": self.monitor.t_s,
-            "sources": {s.name: s.status() for s in self.sources},
-            "gap_samples": {name: dict(c.gap_samples) for name, c in self._clocks.items()},
-            "queue": {"dropped_frames": self.queue.dropped_frames, "depth": self.queue.qsize()},
-            "mqtt": self.publisher.status_counters(),
-            "counters": dict(self.counters),
-            "alarms": self.monitor.alarm_summary(),
-        }
+    def _status(self) -> Status:
+        return Status(
+            bed=self.bed,
+            started=iso_utc(self.started_wall),
+            mode="live" if self.live else "replay",
+            t_s=self.monitor.t_s,
+            estimators={f"{e.quantity}_{e.role}": e.name for e in self.monitor.pipeline.estimators},
+            sources={s.name: s.status() for s in self.sources},
+            gap_samples={name: dict(c.gap_samples) for name, c in self._clocks.items()},
+            queue={"dropped_frames": self.queue.dropped_frames, "depth": self.queue.qsize()},
+            sinks={sink.key: sink.counters() for sink in self.sinks},
+            counters=dict(self.counters),
+            alarms=tuple(self.monitor.alarm_summary()),
+        )

@@ -18,7 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from device.dsp import CARDIAC_FS_HZ, RESP_FS_HZ, CausalFilter, HoldGaps, RingBuffer, robust_range
+from device.roles import CARDIAC_FS_HZ, RESP_FS_HZ
+from device.signal.buffers import RingBuffer
+from device.signal.filters import CausalFilter
+from device.signal.gaps import HoldGaps
+from device.signal.quality import FlatLine
+from device.signal.resample import Decimator
 
 #: Version of the window definition; bumped whenever a filter, rate or normalisation changes,
 #: so that a model trained on older windows is refused rather than fed different inputs.
@@ -26,9 +31,6 @@ FEATURES_VERSION = 1
 
 #: A window is unusable when more than this share of it was gap (NaN) input.
 MAX_GAP_SHARE = 0.1
-#: A window whose raw spread is below this fraction of the channel's recent spread is a flat
-#: line (probe off, lead off): no estimate (same rule as the DSP estimators).
-FLAT_RELATIVE = 0.02
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,8 @@ class FeatureStream:
         n_in = int(round(spec.window_s * spec.input_fs_hz))
         self._raw = RingBuffer(n_in)
         self._gap = RingBuffer(n_in, fill=1.0)
-        self._phase = 0  # input samples seen, modulo the decimation
-        self._scale = 0.0  # slowly decaying spread of the raw signal, for flat-line detection
+        self._decimate = Decimator(spec.decimate)
+        self._flat = FlatLine()  # the same flat-line rule as the signal-processing estimators
 
     @property
     def samples_seen(self) -> int:
@@ -235,13 +237,9 @@ class FeatureStream:
             return
         self._raw.extend(held)
         self._gap.extend(bad.astype(np.float64))
-        d = self.spec.decimate
-        # keep input samples whose absolute index is a multiple of d
-        first = (-self._phase) % d
-        self._phase = (self._phase + len(held)) % d
+        keep = self._decimate.indices(len(held))
         for f, buf in zip(self._filters, self._feat, strict=True):
-            y = f(held)
-            buf.extend(y[first::d])
+            buf.extend(f(held)[keep])
 
     def ready(self) -> bool:
         return self._feat[0].total >= self.spec.n_samples
@@ -257,11 +255,7 @@ class FeatureStream:
         share = float(gap.mean()) if len(gap) else 1.0
         if not self.ready() or share > MAX_GAP_SHARE:
             return False, share
-        spread = robust_range(self._raw.latest())
-        if spread <= 1e-9:
-            return False, share
-        self._scale = max(spread, 0.98 * self._scale)
-        return spread >= FLAT_RELATIVE * self._scale, share
+        return not self._flat(self._raw.latest()), share
 
 
 def model_input(w: np.ndarray, spec: FeatureSpec) -> np.ndarray:

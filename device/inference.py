@@ -12,64 +12,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
+import importlib.resources
 import json
-from dataclasses import dataclass
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from device.config import doc, register_section
+from device.config import ModelsConfig
 from device.errors import UserError
 from device.features import SPECS, FeatureSpec
 
-#: The repository's shipped models (``models/`` beside the ``device`` package).
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+def shipped_models_dir() -> Path:
+    """The models shipped in the package (``device/models``), wherever it is installed."""
+    return Path(str(importlib.resources.files("device") / "models"))
+
 
 #: Manifest keys the device relies on.
 REQUIRED_KEYS = ("name", "task", "inputs", "features", "output", "quantization", "sha256", "target")
-
-
-@dataclass
-class ModelsConfig:
-    enabled: bool = doc(
-        "use shipped models where one fits the inputs and beat DSP in its cross-validation", True
-    )
-    dir: str = doc(
-        "folder of <task>_<inputs>_<arch>_<quant>.tflite models with .json manifests; "
-        "empty: the models/ folder shipped with the software",
-        "",
-    )
-    delegate: str = doc(
-        "where models run: cpu, gpu (needs delegate_path) or edgetpu (needs libedgetpu.so.1)", "cpu"
-    )
-    delegate_path: str = doc(
-        "gpu: path of the TFLite GPU delegate library the user built "
-        "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
-        "",
-    )
-    fallback_to_cpu: bool = doc(
-        "when the delegate cannot load, run on the CPU instead of refusing to start", False
-    )
-    threads: int = doc("interpreter threads per model", 1)
-    disable: list[str] = doc(
-        'model names (file stems) never to use, e.g. ["rr_ppg_cnn_int8"]', factory=list
-    )
-
-    def validate(self) -> tuple[str, str] | None:
-        if self.delegate not in DELEGATES:
-            return (
-                "delegate",
-                f"unknown delegate {self.delegate!r}; choose from {', '.join(DELEGATES)}",
-            )
-        if self.threads < 1:
-            return "threads", "must be at least 1"
-        return None
-
-
-register_section("models", ModelsConfig)
 
 
 # -- runtime -----------------------------------------------------------------------------
@@ -90,6 +57,33 @@ def interpreter_module() -> Any:
             "no TFLite runtime: neither ai_edge_litert nor tflite_runtime can be imported",
             "pip install ai-edge-litert (or set [models] enabled = false to use signal processing)",
         ) from None
+
+
+#: What LiteRT's C++ runtime prints on stderr when an interpreter starts, on every start: not
+#: news on a ward log (and no environment variable turns it off).
+_LITERT_CHATTER = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def litert_info_filtered() -> Iterator[None]:
+    """Hold back LiteRT's informational start-up line from stderr (file descriptor 2, where
+    its C++ logger writes); anything else written there meanwhile is passed on unchanged."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().splitlines(keepends=True):
+                if line.rstrip() not in _LITERT_CHATTER:
+                    os.write(2, line)
 
 
 # -- delegates ---------------------------------------------------------------------------
@@ -269,12 +263,13 @@ class TfliteModel:
             delegates = []
         mod = interpreter_module()
         try:
-            self._interp = mod.Interpreter(
-                model_path=str(self.path),
-                experimental_delegates=delegates or None,
-                num_threads=cfg.threads,
-            )
-            self._interp.allocate_tensors()
+            with litert_info_filtered():
+                self._interp = mod.Interpreter(
+                    model_path=str(self.path),
+                    experimental_delegates=delegates or None,
+                    num_threads=cfg.threads,
+                )
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise UserError(
                 f"{self.path}: LiteRT cannot load the model ({e})",
@@ -308,7 +303,18 @@ class TfliteModel:
 
 
 def models_dir(cfg: ModelsConfig | None) -> Path:
-    return Path(cfg.dir) if cfg is not None and cfg.dir else DEFAULT_MODELS_DIR
+    """The configured models folder, or the shipped one; a configured folder that does not
+    exist is an error (falling back to signal processing without a word would hide it)."""
+    if cfg is None or not cfg.dir:
+        return shipped_models_dir()
+    path = Path(cfg.dir)
+    if not path.is_dir():
+        raise UserError(
+            f"[models] dir = {cfg.dir!r} is not a folder",
+            "point it at a folder of .tflite models with their .json manifests, or remove the "
+            "key to use the models shipped with the software",
+        )
+    return path
 
 
 def shipped_models(directory: Path) -> list[tuple[Path, dict[str, Any]]]:

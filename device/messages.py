@@ -8,9 +8,12 @@ map them to their own systems without guessing.
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from device.roles import EstimateKey, Role
 
 SCHEMA_VERSION = 1
 
@@ -45,11 +48,11 @@ class Vitals:
     t_s: float
     hr_bpm: float | None
     rr_bpm: float | None
-    hr_source: str | None
-    rr_source: str | None
+    hr_source: Role | None
+    rr_source: Role | None
     hr_model: str | None
     rr_model: str | None
-    sqi: dict[str, float] = field(default_factory=dict)
+    sqi: Mapping[EstimateKey, float] = field(default_factory=dict)  # quality of each estimate
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -61,7 +64,7 @@ class Vitals:
             "rr_source": self.rr_source,
             "hr_model": self.hr_model,
             "rr_model": self.rr_model,
-            "sqi": {k: round(v, 3) for k, v in sorted(self.sqi.items())},
+            "sqi": {str(k): round(v, 3) for k, v in sorted(self.sqi.items())},
         }
 
     def to_payload(self, bed: str, ts: float) -> dict[str, Any]:

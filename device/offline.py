@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from device.config import Config
-from device.monitor import Monitor
+from device.monitor import Message, Monitor
 from device.recording import Recording
 
 
-def process_recording(rec: Recording, cfg: Config, chunk: int = 1000) -> Iterator[dict[str, Any]]:
-    """Feed ``rec`` in chunks of ``chunk`` samples; yield vitals and alarm records in order."""
+def process_recording(rec: Recording, cfg: Config, chunk: int = 1000) -> Iterator[Message]:
+    """Feed ``rec`` in chunks of ``chunk`` samples; yield vitals and alarm events in order."""
     signals = rec.role_signals()
     monitor = Monitor.for_inputs(dict.fromkeys(signals, rec.fs_hz), cfg)
     for a in range(0, rec.n_samples, chunk):
         for role, x in signals.items():
             monitor.feed(role, x[a : a + chunk])
-        for msg in monitor.step():
-            yield msg.to_record()
+        yield from monitor.step()

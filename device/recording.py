@@ -15,8 +15,6 @@ BIDMC column names map to roles by default; other mappings come from config
 from __future__ import annotations
 
 import gzip
-import io
-import math
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,7 +83,7 @@ class Recording:
         )
 
 
-def _open_text(path: Path) -> str:
+def open_text(path: Path) -> str:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
@@ -114,7 +112,7 @@ def read_csv(
     sample rate is taken from it and checked against ``fs_hz``.
     """
     p = Path(path)
-    text = _open_text(p)
+    text = open_text(p)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
@@ -303,35 +301,3 @@ def describe_gaps(rec: Recording) -> list[str]:
                 "processed as signal gaps (null vitals while gapped)"
             )
     return out
-
-
-def write_wav_int16(path: str | Path, x: np.ndarray, fs_hz: int) -> None:
-    """Write mono 16-bit PCM (used by replays and test fixtures)."""
-    y = np.clip(np.round(np.asarray(x) * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(fs_hz))
-        w.writeframes(y.tobytes())
-
-
-def write_csv(
-    path: str | Path, rec: Recording, names: list[str] | None = None, with_time: bool = True
-) -> None:
-    """Write a recording in BIDMC CSV layout (gzip when the name ends in .gz)."""
-    cols = names or list(rec.channels)
-    buf = io.StringIO()
-    header = ([TIME_COLUMN] if with_time else []) + cols
-    buf.write(", ".join(header) + "\n")
-    data = np.column_stack([rec.channels[c] for c in cols])
-    for i, row in enumerate(data):
-        vals = [f"{v:.6g}" if math.isfinite(v) else "nan" for v in row]
-        if with_time:
-            vals.insert(0, f"{i / rec.fs_hz:.6g}")
-        buf.write(",".join(vals) + "\n")
-    p = Path(path)
-    if p.suffix == ".gz":
-        with gzip.open(p, "wt", encoding="utf-8") as f:
-            f.write(buf.getvalue())
-    else:
-        p.write_text(buf.getvalue(), encoding="utf-8")

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from device import splice
 from device.config import load_config
 from device.offline import process_recording
 from device.recording import Recording, read_csv
+from lab import splice
 
 #: The bundled excerpt: 210 s of BIDMC record 09 (HR ~77 bpm, RR ~20, clean ECG, PPG and
 #: impedance), so that these tests run on a fresh clone too.
@@ -29,7 +29,7 @@ def signals() -> tuple[dict[str, np.ndarray], float]:
 
 def run(sig: dict[str, np.ndarray], fs: float) -> list[dict[str, Any]]:
     rec = Recording("<spliced>", fs, dict(sig), {r: r for r in sig})
-    return list(process_recording(rec, load_config(None)))
+    return [m.to_record() for m in process_recording(rec, load_config(None))]
 
 
 def active(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from device.alarms import AlarmEngine, AlarmEvent, AlarmInputs, AlarmsConfig, RoleState
-from device.config import ConfigError, parse_config
+from device.alarms import AlarmEngine, AlarmEvent, AlarmInputs, RoleState
+from device.config import AlarmsConfig, ConfigError, parse_config
 
 
 def inputs(

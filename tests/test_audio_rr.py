@@ -10,6 +10,7 @@ import pytest
 from device.estimators.audio import AUDIO_FS_HZ, BreathSoundRR, breath_rate
 from device.pipeline import Pipeline
 from device.recording import read_wav
+from device.roles import EstimateKey
 
 RRUJO = Path(__file__).resolve().parents[2] / "shared" / "data" / "rrujo" / "Database"
 #: a 4500 Hz ESP32/INMP441 recording paced at 12 breaths/min and a Thinklabs one at 8000 Hz
@@ -24,12 +25,15 @@ needs_rrujo = pytest.mark.skipif(
 )
 
 
+RR_AUDIO = EstimateKey.parse("rr_audio")
+
+
 def run(x: np.ndarray, fs: float, chunk: int) -> list[tuple[float | None, float]]:
     core = Pipeline({"audio": fs}, [BreathSoundRR("audio")])
     out = []
     for a in range(0, len(x), chunk):
         core.feed("audio", x[a : a + chunk])
-        out.extend((v.rr_bpm, v.sqi["rr_audio"]) for v in core.drain())
+        out.extend((s.vitals.rr_bpm, s.vitals.sqi[RR_AUDIO]) for s in core.drain())
     return out
 
 

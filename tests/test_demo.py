@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device.broker import EmbeddedBroker, find_mosquitto
+from lab.broker import EmbeddedBroker, find_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 VITALS_LINE = re.compile(r"^t=\s*(\d+)s\s+HR\s+(\d+) bpm \(ecg\)\s+RR\s+(\d+\.\d) /min \(resp\)")

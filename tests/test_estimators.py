@@ -9,12 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.estimators.dsp import (
-    BeatIntervalHR,
-    BreathIntervalRR,
-    PulseModulationRR,
-    corrected_beats,
-)
+from device.estimators.beats import BeatIntervalHR, corrected_beats
+from device.estimators.breaths import BreathIntervalRR
+from device.estimators.pulse_modulation import PulseModulationRR
 from device.pipeline import run_recording
 from device.recording import Recording, read_csv
 

@@ -12,22 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.config import parse_config
+from device.config import ModelsConfig, parse_config
 from device.errors import UserError
 from device.estimators.registry import select_estimators
 from device.inference import (
-    DEFAULT_MODELS_DIR,
-    ModelsConfig,
     TfliteModel,
     read_manifest,
     sha256_file,
+    shipped_models_dir,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "bidmc" / "bidmc_csv"
 RECORD = DATA / "bidmc_01_Signals.csv.gz"
-SHIPPED = sorted(DEFAULT_MODELS_DIR.glob("*.tflite"))
-CPU_INT8_HR_PPG = DEFAULT_MODELS_DIR / "hr_ppg_cnn_int8.tflite"
+SHIPPED = sorted(shipped_models_dir().glob("*.tflite"))
+CPU_INT8_HR_PPG = shipped_models_dir() / "hr_ppg_cnn_int8.tflite"
 
 needs_models = pytest.mark.skipif(
     not CPU_INT8_HR_PPG.is_file(), reason="models/hr_ppg_cnn_int8.tflite not shipped"
@@ -112,14 +111,14 @@ def test_registry_prefers_models_that_beat_dsp_and_respects_config(tmp_path: Pat
     names = {(e.quantity, e.role): e.name for e in select_estimators(["ppg", "resp", "ecg"])}
     for key, name in names.items():
         assert name == preferred.get(key, "dsp"), key
-    # RR from PPG has no DSP estimator at all: the model adds it
+    # RR from PPG: the model serves it beside impedance (the DSP fallback would not run there)
     assert names[("rr", "ppg")] == "rr_ppg_cnn_int8"
     cfg = parse_config({"models": {"enabled": False}})
-    assert {e.name for e in select_estimators(["ppg"], cfg)} == {"dsp"}
+    assert {e.name for e in select_estimators(["ppg"], cfg.models)} == {"dsp"}
     cfg = parse_config({"models": {"disable": ["rr_ppg_cnn_int8"]}})
-    assert all(e.name == "dsp" for e in select_estimators(["ppg"], cfg))
+    assert all(e.name == "dsp" for e in select_estimators(["ppg"], cfg.models))
     empty = parse_config({"models": {"dir": str(tmp_path)}})
-    assert {e.name for e in select_estimators(["ppg", "resp"], empty)} == {"dsp"}
+    assert {e.name for e in select_estimators(["ppg", "resp"], empty.models)} == {"dsp"}
 
 
 @needs_models
@@ -158,7 +157,7 @@ def test_process_use_ppg_runs_the_model_without_tensorflow(tmp_path: Path) -> No
     assert "TENSORFLOW_IMPORTED=False" in p.stderr
     vitals = [r for r in map(json.loads, out.read_text().splitlines()) if r.get("type") == "vitals"]
     preferred = _preferred_cpu_models()
-    from device.reference import load_bidmc_reference
+    from lab.reference import load_bidmc_reference
 
     ref = load_bidmc_reference(RECORD)
     for q, ref_q in (("hr", ref.hr_bpm), ("rr", ref.rr_bpm)):

@@ -24,17 +24,17 @@ from device.recording import read_recording
 build_parser()
 cfg = load_config(None)
 rec = read_recording("device/data/bidmc_09_excerpt.csv.gz").excerpt(0, 40)
-records = list(process_recording(rec, cfg))
+records = [m.to_record() for m in process_recording(rec, cfg)]
 
 from device.daemon import Daemon
-from device.publisher import Outbox, Publisher
+from device.sinks import build_sinks
 from device.sources import build_sources
-import device.broker, device.commands.run, device.commands.demo
+import lab.broker, device.commands.run, lab.commands.demo
 
 cfg.replay.path = "device/data/bidmc_09_excerpt.csv.gz"
 cfg.mqtt.broker = "mqtt://127.0.0.1:9"
 sources = build_sources(cfg)
-daemon = Daemon(cfg, sources, Publisher(cfg.mqtt, "probe", Outbox(None)), stop=threading.Event())
+daemon = Daemon(cfg, sources, build_sinks(cfg), stop=threading.Event())
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
 print(json.dumps({"vitals": sum(r["type"] == "vitals" for r in records),
                   "roles": sorted(daemon.monitor.pipeline.fs_hz), "heavy": heavy}))

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.config import ConfigError, parse_config
-from device.sources.openview import (
+from device.sources.formats import layout, make_parser
+from device.sources.formats.openview import (
     HEALTHYPI5,
     FieldSpec,
     OpenViewParser,
@@ -19,8 +20,8 @@ from device.sources.openview import (
     counts_for_signals,
     encode_packets,
 )
+from device.sources.formats.text import HEALTHYPI_TEXT, TextLineParser, encode_lines
 from device.sources.serial import SerialConfig
-from device.sources.text_format import HEALTHYPI_TEXT, TextLineParser, encode_lines
 
 PKT = 5 + HEALTHYPI5.size + 2  # 29 bytes
 
@@ -295,9 +296,9 @@ def test_serial_config_custom_fields_and_errors() -> None:
             }
         }
     )
-    sc = cfg.extra["serial"]
+    sc = cfg.serial
     assert isinstance(sc, SerialConfig) and sc.fs_hz == 250.0
-    parser = sc.make_parser()
+    parser = make_parser(sc.format, layout(sc.format, sc.preset, sc.fields))
     assert isinstance(parser, OpenViewParser) and parser.layout.size == 4
     with pytest.raises(ConfigError, match="serial.fields"):
         bad_type = {"name": "ecg", "type": "int24", "role": "ecg"}

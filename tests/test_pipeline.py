@@ -11,9 +11,11 @@ import pytest
 from scipy.signal import resample_poly
 
 from device.estimators.base import Estimator
-from device.estimators.dsp import BeatIntervalHR, PulseModulationRR
+from device.estimators.beats import BeatIntervalHR
+from device.estimators.pulse_modulation import PulseModulationRR
 from device.pipeline import Pipeline, run_recording
 from device.recording import Recording, read_csv
+from device.roles import EstimateKey
 
 #: The bundled excerpt: BIDMC record 09 (sinus rhythm ~77 bpm, clean ECG/PPG/RESP) from 30 s
 #: to 240 s, so that these core tests run on a fresh clone without ../shared.
@@ -44,7 +46,7 @@ def feed_in_chunks(
     for a in range(0, n, chunk):
         for role, x in signals.items():
             core.feed(role, x[a : a + chunk])
-        out.extend(v.to_record() for v in core.drain())
+        out.extend(s.vitals.to_record() for s in core.drain())
     return out
 
 
@@ -108,7 +110,7 @@ def test_flat_and_absent_channels_give_none_with_quality(record: Recording) -> N
     for v in vit:
         assert v.hr_bpm is None and v.rr_bpm is None
         # every estimator reports a quality (shipped models may add e.g. rr_ppg)
-        assert {"hr_ecg", "hr_ppg", "rr_resp"} <= set(v.sqi)
+        assert {"hr_ecg", "hr_ppg", "rr_resp"} <= {str(k) for k in v.sqi}
         assert all(0.0 <= q <= 1.0 for q in v.sqi.values())
 
 
@@ -123,7 +125,7 @@ def test_nan_run_is_a_gap_and_vitals_recover(record: Recording) -> None:
     assert np.isnan(during).all(), "a gap must not produce a made-up heart rate"
     assert np.isfinite(after).all(), "vitals must come back after the gap"
     assert abs(np.median(after) - np.median(before)) < 3.0
-    assert all(v.sqi["hr_ecg"] == 0.0 for v in vit[45:55])
+    assert all(v.sqi[EstimateKey.parse("hr_ecg")] == 0.0 for v in vit[45:55])
 
 
 @pytest.mark.parametrize(("role", "fs_in"), [("ppg", 300), ("ppg", 250), ("ppg", 50), ("ecg", 300)])

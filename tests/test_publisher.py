@@ -12,7 +12,7 @@ import pytest
 
 from device.config import MqttConfig
 from device.errors import UserError
-from device.publisher import Outbox, Publisher, parse_broker_url
+from device.sinks.mqtt import Outbox, Publisher, parse_broker_url
 
 
 def _alarm(i: int) -> dict[str, object]:

@@ -18,9 +18,8 @@ from device.recording import (
     read_csv,
     read_recording,
     read_wav,
-    write_csv,
-    write_wav_int16,
 )
+from lab.writers import write_csv, write_wav_int16
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted((ROOT / "device" / "data").glob("bidmc_*_Signals.csv.gz")) + sorted(

@@ -17,9 +17,9 @@ import pytest
 
 from device.config import load_config
 from device.monitor import Monitor
-from device.reference import load_bidmc_reference
 from device.sources.base import FrameQueue
 from device.sources.serial import SerialConfig, SerialSource
+from lab.reference import load_bidmc_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

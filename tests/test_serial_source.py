@@ -28,11 +28,11 @@ import pytest
 from device.config import load_config
 from device.monitor import Monitor
 from device.recording import Recording, read_recording
-from device.reference import load_bidmc_reference
 from device.sources.base import FrameQueue
-from device.sources.openview import HEALTHYPI5, counts_for_signals, encode_packets
+from device.sources.formats.openview import HEALTHYPI5, counts_for_signals, encode_packets
+from device.sources.formats.text import HEALTHYPI_TEXT, encode_lines
 from device.sources.serial import SerialConfig, SerialSource
-from device.sources.text_format import HEALTHYPI_TEXT, encode_lines
+from lab.reference import load_bidmc_reference
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: BIDMC record 02 from the shared data when present, else the bundled excerpt of record 09

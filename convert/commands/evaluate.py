@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from device import reference
 from device.errors import UserError
+from lab import reference
 
 SKIP_S = 32
 
@@ -62,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
     from convert.dataset import record_files, subject_name
     from device.estimators.model import ModelEstimator
-    from device.estimators.registry import dsp_estimators
+    from device.estimators.registry import signal_estimator
     from device.inference import TfliteModel
     from device.pipeline import run_recording
     from device.recording import read_csv
-    from device.reference import load_bidmc_reference
+    from device.roles import EstimateKey, Quantity, Role
+    from lab.reference import load_bidmc_reference
 
     if not args.model.is_file():
         raise UserError(
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
             ),
             task,
         )
-        dsp_list = [e for e in dsp_estimators([role]) if e.quantity == task]
+        dsp_est = signal_estimator(EstimateKey(Quantity(task), Role(role)))
+        dsp_list = [dsp_est] if dsp_est is not None else []
         est_dsp = (
             run_seconds(run_recording({role: x}, fs_declared, estimators=dsp_list), task)
             if dsp_list and not args.no_dsp

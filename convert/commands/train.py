@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from device import reference
 from device.errors import UserError
+from lab import reference
 
 #: The rate grid the models output logits on. HR 30-220 bpm every 2 bpm (adults to
 #: infants); RR 4-60 breaths/min every 1 (neonates breathe up to ~60).
@@ -330,7 +330,7 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
         "dsp_baseline": {
             "summary": dsp,
             "per_subject": dsp_subjects,
-            "estimator": "device.estimators.dsp, same records, same scoring",
+            "estimator": "device.estimators.registry.signal_estimator, same records, same scoring",
         }
         if dsp
         else None,

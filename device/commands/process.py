@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.jsonl}: cannot write ({e.strerror})", "choose a writable path"
             ) from None
     try:
-        for record in process_recording(rec, cfg, chunk=args.chunk):
-            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        for msg in process_recording(rec, cfg, chunk=args.chunk):
+            out.write(json.dumps(msg.to_record(), separators=(",", ":")) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()

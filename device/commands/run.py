@@ -31,7 +31,7 @@ import sys
 import threading
 from types import FrameType
 
-from device.config import Config, ConfigError, load_config
+from device.config import Config, load_config
 from device.errors import UserError
 
 log = logging.getLogger("bedside.run")
@@ -100,16 +100,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _section(cfg: Config, key: str) -> object:
-    section = cfg.extra.get(key)
-    if section is None or not dataclasses.is_dataclass(section):
-        raise UserError(
-            f"{key} source not available in this build",
-            "use --replay, or install a complete release",
-        )
-    return section
-
-
 def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     """Command-line flags override the config file."""
     if args.bed:
@@ -135,81 +125,36 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
         replay["use"] = [r.strip() for r in args.use.split(",") if r.strip()]
     if replay:
         cfg.replay = dataclasses.replace(cfg.replay, **replay)
-    if args.serial or args.format or args.fs:
-        section = _section(cfg, "serial")
-        changes: dict[str, object] = {}
-        if args.serial:
-            from device.sources.serial import parse_serial_arg
+    if args.serial:
+        from device.sources.serial import parse_serial_arg
 
-            url, baud = parse_serial_arg(args.serial)
-            changes["url"] = url
-            if baud is not None:
-                changes["baud"] = baud
-        if args.format:
-            changes["format"] = args.format
-        if args.fs:
-            changes["fs_hz"] = float(args.fs)
-        cfg.extra["serial"] = dataclasses.replace(section, **changes)  # type: ignore[type-var]
-    if args.audio is not None or args.audio_rate:
-        section = _section(cfg, "audio")
-        changes = {}
-        if args.audio is not None:
-            changes["device"] = args.audio
-        if args.audio_rate:
-            changes["fs_hz"] = float(args.audio_rate)
-        try:
-            cfg.extra["audio"] = dataclasses.replace(section, **changes)  # type: ignore[type-var]
-        except TypeError as e:
-            raise UserError(
-                f"--audio: this build's [audio] section does not take these settings ({e})",
-                "configure the audio source in the config file",
-            ) from None
+        url, baud = parse_serial_arg(args.serial)
+        cfg.serial = dataclasses.replace(cfg.serial, url=url)
+        if baud is not None:
+            cfg.serial = dataclasses.replace(cfg.serial, baud=baud)
+    if args.format:
+        cfg.serial = dataclasses.replace(cfg.serial, format=args.format)
+    if args.fs:
+        cfg.serial = dataclasses.replace(cfg.serial, fs_hz=float(args.fs))
+    if args.audio is not None:
+        cfg.audio = dataclasses.replace(cfg.audio, device=args.audio)
+    if args.audio_rate:
+        cfg.audio = dataclasses.replace(cfg.audio, fs_hz=float(args.audio_rate))
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    """Checks beyond the types: values the daemon cannot run with (ConfigError names the key)."""
-    from device.publisher import parse_broker_url
-
-    try:
-        parse_broker_url(cfg.mqtt.broker)
-    except UserError as e:
-        raise ConfigError(e.what, e.fix) from None
-    if not cfg.bed.id or "/" in cfg.bed.id or "+" in cfg.bed.id or "#" in cfg.bed.id:
-        raise ConfigError(
-            f"bed.id = {cfg.bed.id!r} cannot be an MQTT topic level",
-            "use letters, digits, '-' or '_' (no '/', '+', '#')",
-        )
-    if not cfg.mqtt.prefix or "+" in cfg.mqtt.prefix or "#" in cfg.mqtt.prefix:
-        raise ConfigError(
-            f"mqtt.prefix = {cfg.mqtt.prefix!r} is not a valid topic prefix", "e.g. 'bedside'"
-        )
-    if cfg.mqtt.keepalive_s < 1:
-        raise ConfigError(
-            f"mqtt.keepalive_s = {cfg.mqtt.keepalive_s} must be at least 1", "e.g. 10"
-        )
-    if not cfg.replay.speed > 0:
-        raise ConfigError(f"replay.speed = {cfg.replay.speed} must be > 0", "1.0 is real time")
-    for key in ("serial", "audio"):
-        section = cfg.extra.get(key)
-        check = getattr(section, "validate", None)
-        problem = check() if callable(check) else None
-        if problem:
-            raise ConfigError(f"'{key}.{problem[0]}': {problem[1]}", "see docs/configuration.md")
-
-
 def run(args: argparse.Namespace) -> int:
+    from device.preflight import preflight
+
     if args.check_config:
         try:
-            cfg = apply_flags(load_config(args.config), args)
-            validate(cfg)
+            preflight(apply_flags(load_config(args.config), args))
         except UserError as e:
             print(f"bedside run: config error: {e.message}", file=sys.stderr)
             return 1
         print(f"bedside run: {args.config or 'flags'}: configuration is valid")
         return 0
     cfg = apply_flags(load_config(args.config), args)
-    validate(cfg)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -222,25 +167,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_daemon(cfg: Config, stop: threading.Event) -> int:
-    """Build the sources, publisher and daemon from ``cfg`` and run until stopped or done.
+    """Check ``cfg``, build the sources, core and sinks, and run until stopped or done.
     ``bedside run`` and ``bedside demo`` both come through here."""
     from device.daemon import Daemon
-    from device.publisher import Outbox, Publisher, outbox_path_for
-    from device.sources import build_sources
+    from device.preflight import preflight
 
-    sources = build_sources(cfg)
-    outbox_path = outbox_path_for(cfg.mqtt, cfg.bed.id)
-    outbox = Outbox(outbox_path)
-    if outbox_path is None:
-        log.warning(
-            "no writable outbox file (mqtt.outbox_path): unacknowledged alarms kept in memory only"
-        )
-    publisher = Publisher(cfg.mqtt, cfg.bed.id, outbox)
+    plan = preflight(cfg)
     log.info(
         "bed %s publishing to %s under %s/%s/",
         cfg.bed.id,
-        cfg.mqtt.broker,
+        cfg.mqtt.broker if cfg.mqtt.enabled else "(no MQTT)",
         cfg.mqtt.prefix,
         cfg.bed.id,
     )
-    return Daemon(cfg, sources, publisher, stop=stop).run()
+    return Daemon(cfg, plan.sources, plan.sinks, stop=stop, monitor=plan.monitor).run()

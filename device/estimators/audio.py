@@ -15,16 +15,20 @@ breath; heart sounds sit lower (S1/S2 mostly below 150 Hz). The estimator:
 Quality is how much the winning harmonic sum stands out from the typical one; below
 ``min_quality``, or with more than 20 % of the window missing, the answer is None.
 
-Causal and streaming like ``device.estimators.dsp``: state carries across ``push`` calls and
-the output does not depend on how the samples were chunked.
+Causal and streaming like the other signal-processing estimators: state carries across
+``push`` calls and the output does not depend on how the samples were chunked.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from device.dsp import CausalFilter, HoldGaps, RingBuffer
 from device.estimators.base import Estimate
+from device.roles import Quantity, Role
+from device.signal.buffers import RingBuffer
+from device.signal.filters import CausalFilter
+from device.signal.gaps import HoldGaps
+from device.signal.resample import Decimator
 
 #: Internal rate: breath sounds are strongest at 100-1000 Hz; 2 kHz keeps up to 800 Hz.
 AUDIO_FS_HZ = 2000.0
@@ -49,7 +53,7 @@ NFFT = 4096
 class BreathSoundRR:
     """Respiratory rate from breath sounds; see the module docstring."""
 
-    quantity = "rr"
+    quantity = Quantity.RR
 
     def __init__(
         self,
@@ -59,17 +63,16 @@ class BreathSoundRR:
         window_s: float = WINDOW_S,
         min_quality: float = 0.7,
     ) -> None:
-        self.role, self.name = role, name
+        self.role, self.name = Role(role), name
         self.fs_hz = AUDIO_FS_HZ
         self.window_s, self.min_quality = window_s, min_quality
         self._hold = HoldGaps()
         self._band = CausalFilter.butter(4, BAND_HZ, AUDIO_FS_HZ, "bandpass")
         self._smooth = CausalFilter.butter(2, ENVELOPE_LP_HZ, AUDIO_FS_HZ, "lowpass")
-        self._step = int(round(AUDIO_FS_HZ / ENVELOPE_FS_HZ))
+        self._decimate = Decimator(int(round(AUDIO_FS_HZ / ENVELOPE_FS_HZ)))
         n = int(round(window_s * ENVELOPE_FS_HZ))
         self._env = RingBuffer(n)
         self._gap = RingBuffer(n, fill=1.0)
-        self._n_in = 0  # input samples so far (decimation phase)
         self._bad_since = False  # a gap sample since the last envelope sample
 
     def push(self, x: np.ndarray) -> None:
@@ -77,9 +80,8 @@ class BreathSoundRR:
         if held.size == 0:
             return
         power = self._smooth(self._band(held) ** 2)
-        # keep every step-th sample of the absolute stream, whatever the chunking
-        first = (-self._n_in) % self._step
-        idx = np.arange(first, held.size, self._step)
+        # keep every n-th sample of the absolute stream, whatever the chunking
+        idx = self._decimate.indices(held.size)
         if idx.size:
             env = np.sqrt(np.maximum(power[idx], 0.0))
             # an envelope sample is a gap if any input since the previous one was a gap
@@ -92,7 +94,6 @@ class BreathSoundRR:
             self._bad_since = bool(bad[idx[-1] + 1 :].any())
         else:
             self._bad_since |= bool(bad.any())
-        self._n_in += held.size
 
     def estimate(self, t_s: float) -> Estimate:
         none = Estimate(None, 0.0, self.name, self.role, self.quantity)
@@ -105,9 +106,7 @@ class BreathSoundRR:
         rr, quality = breath_rate(env)
         if rr is None or quality < self.min_quality:
             return Estimate(None, quality, self.name, self.role, self.quantity)
-        return Estimate(
-            rr, quality, self.name, self.role, self.quantity, detail={"quality": quality}
-        )
+        return Estimate(rr, quality, self.name, self.role, self.quantity)
 
 
 def breath_rate(env: np.ndarray, fs_hz: float = ENVELOPE_FS_HZ) -> tuple[float | None, float]:

@@ -8,10 +8,16 @@ rather than a wrong number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from device.roles import EstimateKey, Quantity, Role
+from device.signal.buffers import RingBuffer
+from device.signal.filters import CausalFilter
+from device.signal.gaps import HoldGaps
+from device.signal.quality import FlatLine
 
 
 @dataclass(frozen=True)
@@ -19,25 +25,27 @@ class Estimate:
     """One estimator's answer at one second.
 
     ``value`` is in the quantity's unit (bpm or breaths/min) or None; ``quality`` in [0, 1]
-    is the signal-quality index behind it; ``last_event_s`` is the signal time of the newest
-    beat or breath detected (for apnea), when the estimator detects events.
+    is the signal-quality index behind it; ``estimator`` names who answered (``dsp`` or a
+    model's name).
     """
 
     value: float | None
     quality: float
     estimator: str
-    role: str
-    quantity: str
-    last_event_s: float | None = None
-    detail: dict[str, float] = field(default_factory=dict)
+    role: Role
+    quantity: Quantity
+
+    @property
+    def key(self) -> EstimateKey:
+        return EstimateKey(self.quantity, self.role)
 
 
 class Estimator(Protocol):
     """What the pipeline needs of an HR or RR estimator."""
 
     name: str  # e.g. "dsp" or "hr_ppg_cnn_int8"
-    quantity: str  # "hr" or "rr"
-    role: str  # input role: "ecg", "ppg", "resp", "audio"
+    quantity: Quantity
+    role: Role  # input role
     fs_hz: float  # the rate samples must be pushed at
 
     def push(self, x: np.ndarray) -> None:
@@ -45,3 +53,31 @@ class Estimator(Protocol):
 
     def estimate(self, t_s: float) -> Estimate:
         """The estimate for the signal up to ``t_s`` (seconds since the stream started)."""
+
+
+class Windowed:
+    """Shared plumbing of the signal-processing estimators: gap-held, causally filtered
+    samples, the raw samples and a gap mask, each in a ring buffer of ``history_s``."""
+
+    def __init__(self, fs_hz: float, history_s: float, filt: CausalFilter) -> None:
+        self.fs_hz = fs_hz
+        n = int(round(history_s * fs_hz))
+        self._hold = HoldGaps()
+        self._filt = filt
+        self._y = RingBuffer(n)
+        self._raw = RingBuffer(n)
+        self._gap = RingBuffer(n, fill=1.0)
+        self.flat = FlatLine()
+
+    def push(self, x: np.ndarray) -> None:
+        held, bad = self._hold(x)
+        self._raw.extend(held)
+        self._y.extend(self._filt(held))
+        self._gap.extend(bad.astype(np.float64))
+
+    def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(filtered, raw, gap mask, signal time of the window's first sample)."""
+        n = int(round(seconds * self.fs_hz))
+        y = self._y.latest(n)
+        t0 = (self._y.total - len(y)) / self.fs_hz
+        return y, self._raw.latest(n), self._gap.latest(n) > 0.5, t0

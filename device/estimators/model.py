@@ -15,6 +15,7 @@ import numpy as np
 from device.estimators.base import Estimate
 from device.features import FeatureStream
 from device.inference import TfliteModel
+from device.roles import Quantity, Role
 
 #: Bins either side of the most likely one that the rate is averaged over: +-3 bins (6 bpm,
 #: 3 breaths/min) spans one peak of the distribution, never a harmonic (2x or 0.5x the rate).
@@ -54,8 +55,8 @@ class ModelEstimator:
         self.model = model
         m = model.manifest
         self.name = model.name
-        self.quantity = str(m["task"])
-        self.role = model.spec.role
+        self.quantity = Quantity(str(m["task"]))
+        self.role = Role(model.spec.role)
         self.fs_hz = model.spec.input_fs_hz
         self._stream = FeatureStream(model.spec)
         self._centers = bin_centers(m["output"])
@@ -66,11 +67,9 @@ class ModelEstimator:
         self._stream.push(x)
 
     def estimate(self, t_s: float) -> Estimate:
-        usable, gap_share = self._stream.usable()
+        usable, _ = self._stream.usable()
         if not usable:
-            return Estimate(
-                None, 0.0, self.name, self.role, self.quantity, detail={"gap_share": gap_share}
-            )
+            return Estimate(None, 0.0, self.name, self.role, self.quantity)
         logits = self.model.run(self._stream.window())
         self.invocations += 1
         rate, spread = decode_rates(logits, self._centers)
@@ -82,4 +81,4 @@ class ModelEstimator:
             else 1.0
         )
         value = r if s <= self._max_spread else None
-        return Estimate(value, quality, self.name, self.role, self.quantity, detail={"spread": s})
+        return Estimate(value, quality, self.name, self.role, self.quantity)

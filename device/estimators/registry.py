@@ -1,20 +1,35 @@
-"""Which estimators the core runs for the roles it has.
+"""The one estimator registry: which estimator serves each (quantity, role).
 
-Learned models (``device.inference``) are preferred where a shipped model fits the available
-roles, its manifest matches the device's input, and its cross-validation beat the
-signal-processing estimator on the same subjects (``prefer_over_dsp`` in the manifest).
-Signal processing covers every (quantity, role) no model covers.
+Two kinds of estimator serve a key such as (rr, ppg):
+
+- **signal processing**, one registered entry per key (``SIGNAL_ESTIMATORS``). A *fallback*
+  entry (RR from the PPG's breathing modulation) runs only when nothing else measures its
+  quantity for the roles in use: with an impedance lead on, the PPG's RR is not needed.
+- **learned models** shipped as ``.tflite`` with a manifest. A model serves its key when its
+  manifest matches the device's input, its variant suits the delegate, and its
+  cross-validation beat the signal-processing baseline measured on the same subjects
+  (``prefer_over_dsp``), or when ``[models] force`` names it.
+
+The device (``select_estimators``) and ``bedside train``'s baseline (``signal_estimator``)
+both read this registry, so the baseline a model is judged against is the estimator the
+device would otherwise run. Adding an estimator is a module plus one ``register`` call.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from device.errors import UserError
 from device.estimators.base import Estimator
-from device.estimators.dsp import BeatIntervalHR, BreathIntervalRR
+from device.roles import EstimateKey, Quantity, Role
+
+if TYPE_CHECKING:
+    from device.config import ModelsConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,49 +41,98 @@ QUANT_PREFERENCE = {
 }
 
 
-def dsp_estimators(roles: Iterable[str]) -> list[Estimator]:
-    """The signal-processing estimators for the roles available."""
-    out: list[Estimator] = []
-    roles = set(roles)
-    for role in ("ecg", "ppg"):
-        if role in roles:
-            out.append(BeatIntervalHR(role))
-    if "resp" in roles:
-        out.append(BreathIntervalRR("resp"))
-    if "audio" in roles:
-        # breathing sounds (microphone / electronic stethoscope): see device/estimators/audio.py
-        from device.estimators.audio import BreathSoundRR
+@dataclass(frozen=True)
+class SignalEstimator:
+    """A registered signal-processing estimator: the key it serves and how to build it.
 
-        out.append(BreathSoundRR("audio"))
-    return out
+    ``target`` is ``"module:Class"``, imported only when the estimator is used (so audio
+    estimators cost nothing on a bed without a microphone); ``build`` may be given instead.
+    """
 
+    key: EstimateKey
+    target: str = ""
+    build: Callable[[Role], Estimator] | None = None
+    fallback: bool = False  # only when no other estimator measures ``key.quantity``
 
-def _models_config(cfg: object | None) -> Any:
-    from device.inference import ModelsConfig
-
-    extra = getattr(cfg, "extra", None)
-    if isinstance(extra, dict) and isinstance(extra.get("models"), ModelsConfig):
-        return extra["models"]
-    return ModelsConfig()
+    def make(self) -> Estimator:
+        if self.build is not None:
+            return self.build(self.key.role)
+        module, _, name = self.target.partition(":")
+        cls: Callable[[Role], Estimator] = getattr(importlib.import_module(module), name)
+        return cls(self.key.role)
 
 
-def model_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Estimator]:
-    """One model estimator per (quantity, role) that a preferred shipped model covers."""
-    from device.estimators.model import ModelEstimator
-    from device.inference import DELEGATES, TfliteModel, models_dir, shipped_models
+#: Registry order is the order the core runs (and reports) them.
+SIGNAL_ESTIMATORS: dict[EstimateKey, SignalEstimator] = {}
 
-    mcfg = _models_config(cfg)
+
+def register(entry: SignalEstimator) -> None:
+    """Add (or replace) the signal-processing estimator of ``entry.key``."""
+    SIGNAL_ESTIMATORS[entry.key] = entry
+
+
+for _key, _target, _fallback in (
+    (EstimateKey(Quantity.HR, Role.ECG), "device.estimators.beats:BeatIntervalHR", False),
+    (EstimateKey(Quantity.HR, Role.PPG), "device.estimators.beats:BeatIntervalHR", False),
+    (EstimateKey(Quantity.RR, Role.RESP), "device.estimators.breaths:BreathIntervalRR", False),
+    # breath sounds from a microphone or electronic stethoscope
+    (EstimateKey(Quantity.RR, Role.AUDIO), "device.estimators.audio:BreathSoundRR", False),
+    # the PPG's breathing modulation: less accurate than impedance, so only as the fallback
+    (
+        EstimateKey(Quantity.RR, Role.PPG),
+        "device.estimators.pulse_modulation:PulseModulationRR",
+        True,
+    ),
+):
+    register(SignalEstimator(_key, _target, fallback=_fallback))
+
+
+def signal_estimator(key: EstimateKey) -> Estimator | None:
+    """A new signal-processing estimator for ``key`` (fallbacks included), or None."""
+    entry = SIGNAL_ESTIMATORS.get(key)
+    return entry.make() if entry is not None else None
+
+
+# -- models --------------------------------------------------------------------------------
+def _model_key(manifest: dict[str, Any]) -> EstimateKey | None:
+    inputs = manifest.get("inputs") or []
+    if len(inputs) != 1:
+        return None
+    try:
+        return EstimateKey(Quantity(str(manifest["task"])), Role(str(inputs[0])))
+    except ValueError:
+        return None
+
+
+def chosen_models(roles: Iterable[Role], mcfg: ModelsConfig) -> dict[EstimateKey, Path]:
+    """The model file that serves each key it covers (see the module docstring)."""
+    from device.inference import DELEGATES, models_dir, shipped_models
+
     if not mcfg.enabled:
-        return []
+        return {}
     roles = set(roles)
-    directory: Path = models_dir(mcfg)
     target = DELEGATES[mcfg.delegate].target
     ranks = {q: i for i, q in enumerate(QUANT_PREFERENCE[mcfg.delegate])}
-    # per (quantity, role): the variant the delegate runs best, then the lowest CV error
-    best: dict[tuple[str, str], tuple[tuple[int, float], Path]] = {}
-    for path, man in shipped_models(directory):
-        inputs = man.get("inputs") or []
-        if path.stem in mcfg.disable or len(inputs) != 1 or inputs[0] not in roles:
+    found = shipped_models(models_dir(mcfg))
+    forced: dict[EstimateKey, Path] = {}
+    stems = {p.stem: (p, man) for p, man in found}
+    for stem in mcfg.force:
+        if stem not in stems:
+            raise UserError(
+                f"[models] force names {stem!r}, which is not in {models_dir(mcfg)}",
+                f"use one of: {', '.join(sorted(stems)) or 'none (the folder has no models)'}",
+            )
+        path, man = stems[stem]
+        key = _model_key(man)
+        if key is None:
+            raise UserError(f"[models] force: {stem} has no single input role", "force another")
+        if key.role in roles:
+            forced[key] = path
+    # per key: the variant the delegate runs best, then the lowest CV error
+    best: dict[EstimateKey, tuple[tuple[int, float], Path]] = {}
+    for path, man in found:
+        key = _model_key(man)
+        if key is None or path.stem in mcfg.disable or key.role not in roles:
             continue
         if (
             man.get("target") != target
@@ -76,22 +140,40 @@ def model_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Es
             or not man.get("prefer_over_dsp")
         ):
             continue
-        key = (str(man["task"]), str(inputs[0]))
         cv = (man.get("cv") or {}).get("summary") or {}
         rank = (ranks[str(man["quant"])], float(cv.get("mean_mae", float("inf"))))
         if key not in best or rank < best[key][0]:
             best[key] = (rank, path)
-    out: list[Estimator] = []
-    for (_task, role), (_rank, path) in sorted(best.items()):
-        # a chosen model that fails its checks is an error, not a silent fallback
-        out.append(ModelEstimator(TfliteModel(path, mcfg, {role})))
-        log.debug("using model %s for %s", path.name, role)
+    chosen = {key: path for key, (_rank, path) in best.items()}
+    chosen.update(forced)
+    return dict(sorted(chosen.items()))
+
+
+def select_estimators(roles: Iterable[str], mcfg: ModelsConfig | None = None) -> list[Estimator]:
+    """The estimators the core runs for ``roles``: the chosen models, then signal processing
+    for every key no model serves (fallback entries only for a quantity nothing else
+    measures). A chosen model that fails its checks is an error, not a silent fallback."""
+    from device.config import ModelsConfig
+    from device.estimators.model import ModelEstimator
+    from device.inference import TfliteModel
+
+    mcfg = mcfg or ModelsConfig()
+    in_use = [Role(r) for r in roles]
+    out: list[Estimator] = [
+        ModelEstimator(TfliteModel(path, mcfg, {key.role}))
+        for key, path in chosen_models(in_use, mcfg).items()
+    ]
+    covered = {EstimateKey(e.quantity, e.role) for e in out}
+    entries = [e for e in SIGNAL_ESTIMATORS.values() if e.key.role in in_use]
+    for entry in sorted(entries, key=lambda e: e.fallback):
+        measured = {k.quantity for k in covered}
+        if entry.key in covered or (entry.fallback and entry.key.quantity in measured):
+            continue
+        out.append(entry.make())
+        covered.add(entry.key)
     return out
 
 
-def select_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Estimator]:
-    """Estimators for ``roles``: models where they fit, DSP for the rest."""
-    roles = list(roles)
-    models = model_estimators(roles, cfg)
-    covered = {(m.quantity, m.role) for m in models}
-    return models + [e for e in dsp_estimators(roles) if (e.quantity, e.role) not in covered]
+def describe(estimators: Iterable[Estimator]) -> list[str]:
+    """One line per (quantity, role): which estimator serves it (for the start-up log)."""
+    return [f"{e.quantity} from {e.role}: {e.name}" for e in estimators]

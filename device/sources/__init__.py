@@ -5,38 +5,72 @@ text lines); ``audio`` captures a microphone or electronic stethoscope through P
 Modules are imported lazily so that, for example, ``sounddevice`` (and the PortAudio library
 it needs) is loaded only when an audio source is configured.
 
-A live source class is built from its config section (``[serial]``, ``[audio]``), which its
-module registers with ``device.config.register_section``. A section is in use when it names
-its port/device (see ``_section_in_use``).
+Each source is built from its own config section (``[replay]``, ``[serial]``, ``[audio]``);
+a section is in use when it names its file, port or device. Adding a source is a module with
+a class that implements ``base.Source``, a config section, and one entry in ``SOURCES``.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from device.config import Config
 from device.errors import UserError
 from device.sources.base import Frame, FrameQueue, Source
 
-__all__ = ["SOURCES", "Frame", "FrameQueue", "Source", "build_sources", "source_class"]
+__all__ = [
+    "SOURCES",
+    "Frame",
+    "FrameQueue",
+    "Source",
+    "SourceType",
+    "build_sources",
+    "register",
+    "source_class",
+]
 
-#: type key -> "module:Class"
-SOURCES: dict[str, str] = {
-    "replay": "device.sources.replay:ReplaySource",
-    "serial": "device.sources.serial:SerialSource",
-    "audio": "device.sources.audio:AudioSource",
+
+@dataclass(frozen=True)
+class SourceType:
+    """A registered source: its class (``"module:Class"``, imported when used), and how to
+    find its config section in ``Config`` and tell whether that section is in use."""
+
+    target: str
+    section: Callable[[Config], Any]
+    in_use: Callable[[Any], bool]
+    #: a system library the module loads at import (named in the error when it is missing)
+    system_library_fix: str = "install the library named"
+
+
+#: type key -> how to build it; start order is registry order
+SOURCES: dict[str, SourceType] = {
+    "replay": SourceType(
+        "device.sources.replay:ReplaySource", lambda c: c.replay, lambda s: bool(s.path)
+    ),
+    "serial": SourceType(
+        "device.sources.serial:SerialSource", lambda c: c.serial, lambda s: bool(s.url)
+    ),
+    "audio": SourceType(
+        "device.sources.audio:AudioSource",
+        lambda c: c.audio,
+        lambda s: bool(s.device),
+        "apt-get install libportaudio2",
+    ),
 }
 
-#: the field of a live source's config section that says which port/device to open; a section
-#: whose field is empty is not in use
-_IN_USE_FIELDS = ("url", "port", "path", "device")
+
+def register(key: str, source: SourceType) -> None:
+    """Add a source type (e.g. from a plug-in module)."""
+    SOURCES[key] = source
 
 
 def source_class(key: str) -> Any:
     """Import and return the class registered for ``key``; a clear error if it is not there."""
     try:
-        target = SOURCES[key]
+        target = SOURCES[key].target
     except KeyError:
         raise UserError(
             f"unknown source type '{key}'", f"use one of {', '.join(SOURCES)}"
@@ -57,8 +91,7 @@ def source_class(key: str) -> Any:
     except OSError as e:
         # sounddevice raises OSError at import when the PortAudio shared library is missing
         raise UserError(
-            f"{key} source cannot load a system library ({e})",
-            "apt-get install libportaudio2" if key == "audio" else "install the library named",
+            f"{key} source cannot load a system library ({e})", SOURCES[key].system_library_fix
         ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -69,33 +102,17 @@ def source_class(key: str) -> Any:
     return cls
 
 
-def _section_in_use(section: Any) -> bool:
-    enabled = getattr(section, "enabled", None)
-    if isinstance(enabled, bool):
-        return enabled
-    return any(bool(getattr(section, f, None)) for f in _IN_USE_FIELDS)
-
-
 def build_sources(cfg: Config) -> list[Source]:
-    """The sources ``cfg`` asks for, in start order (replay, serial, audio).
+    """The sources ``cfg`` asks for, in registry order (replay, serial, audio).
 
     ``cfg`` is the merged configuration (file and command-line flags). Two sources may not
     deliver the same role: the core needs one stream per role.
     """
     sources: list[Source] = []
-    if cfg.replay.path:
-        from device.recording import read_recording
-
-        rec = read_recording(
-            cfg.replay.path, fs_hz=cfg.recording.fs_hz, role_map=cfg.recording.roles or None
-        )
-        if cfg.replay.use:
-            rec = rec.restricted(cfg.replay.use)
-        sources.append(source_class("replay")(rec, speed=cfg.replay.speed, loop=cfg.replay.loop))
-    for key in ("serial", "audio"):
-        section = cfg.extra.get(key)
-        if section is not None and _section_in_use(section):
-            sources.append(source_class(key)(section))
+    for key, kind in SOURCES.items():
+        section = kind.section(cfg)
+        if kind.in_use(section):
+            sources.append(source_class(key).from_config(section, cfg))
     if not sources:
         raise UserError(
             "no source configured",

@@ -19,65 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from device.config import doc, register_section
+from device.config import AUDIO_DTYPES, AudioConfig, Config
 from device.errors import UserError
 from device.sources.base import Frame, FrameQueue, ThreadedSource
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"int16": 32768.0, "int32": 2147483648.0, "float32": 1.0}
-#: Breath sounds carry energy up to ~1-2 kHz; 2 kHz is the slowest useful capture rate, 48 kHz
-#: the fastest a sound card commonly offers.
-MIN_FS_HZ, MAX_FS_HZ = 2000.0, 48000.0
-
-
-@dataclass
-class AudioConfig:
-    device: str = doc(
-        "PortAudio input device: a name or part of one (as 'python -m sounddevice' lists "
-        "them), or an index; 'default' for the system default; empty: no audio source",
-        "",
-    )
-    fs_hz: float = doc(
-        "capture sample rate in Hz, 2000-48000 (stethoscopes: 4000-8000); the device must "
-        "support it",
-        8000.0,
-    )
-    channels: int = doc("channels to open on the device", 1)
-    channel: int = doc("which channel (0-based) carries the breathing sounds", 0)
-    block_frames: int = doc("frames per read: 1024 at 8000 Hz is 128 ms", 1024)
-    dtype: str = doc(
-        "sample format: 'int16' (what 'bedside replay --to alsa-raw' writes), 'int32' or 'float32'",
-        "int16",
-    )
-    pace_x: float = doc(
-        "0: the sound card paces capture (normal use). N > 0: read no faster than N x real "
-        "time, for ALSA file devices (tests, demos), which are pulled, not paced",
-        0.0,
-    )
-
-    def validate(self) -> tuple[str, str] | None:
-        if not (MIN_FS_HZ <= self.fs_hz <= MAX_FS_HZ):
-            return "fs_hz", f"{self.fs_hz:g} Hz is outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz"
-        if self.channels < 1:
-            return "channels", "must be at least 1"
-        if not (0 <= self.channel < self.channels):
-            return "channel", f"must be 0..{self.channels - 1} (channels = {self.channels})"
-        if self.block_frames < 16:
-            return "block_frames", "must be at least 16"
-        if self.dtype not in DTYPES:
-            return "dtype", f"'{self.dtype}' is not one of {', '.join(DTYPES)}"
-        if self.pace_x < 0:
-            return "pace_x", "must be 0 (device-paced) or a positive speed factor"
-        return None
-
-
-register_section("audio", AudioConfig)
 
 
 def import_sounddevice() -> Any:
@@ -132,6 +82,10 @@ class AudioSource(ThreadedSource):
         self.errors = 0
         self.last_error = ""
 
+    @classmethod
+    def from_config(cls, section: AudioConfig, cfg: Config) -> AudioSource:
+        return cls(section)
+
     def status(self) -> dict[str, Any]:
         return {
             "source": self.name,
@@ -159,7 +113,7 @@ class AudioSource(ThreadedSource):
 
     def _run(self, out: FrameQueue, stop: threading.Event) -> None:
         c = self.cfg
-        scale = 1.0 / DTYPES[c.dtype]
+        scale = 1.0 / AUDIO_DTYPES[c.dtype]
         stream: Any = None
         t0 = time.monotonic()
         paced = 0  # samples read since t0 (for pace_x)

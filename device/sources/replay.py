@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from device.config import Config, ReplayConfig
 from device.errors import UserError
 from device.recording import Recording
 from device.sources.base import Frame, FrameQueue, ThreadedSource
@@ -61,6 +62,18 @@ class ReplaySource(ThreadedSource):
         self._samples = 0  # per role, since start (all roles advance together)
         self._loops = 0
         self._waits = 0  # times the replay held back because the core was behind
+
+    @classmethod
+    def from_config(cls, section: ReplayConfig, cfg: Config) -> ReplaySource:
+        """The recording ``[replay] path`` names, read with ``[recording]``'s column roles."""
+        from device.recording import read_recording
+
+        rec = read_recording(
+            section.path, fs_hz=cfg.recording.fs_hz, role_map=cfg.recording.roles or None
+        )
+        if section.use:
+            rec = rec.restricted(section.use)
+        return cls(rec, speed=section.speed, loop=section.loop)
 
     # -- Source protocol -------------------------------------------------------------------
     @property

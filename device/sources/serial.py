@@ -23,121 +23,21 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from device.config import doc, register_section
+from device.config import Config, SerialConfig
 from device.errors import UserError
 from device.sources.base import Frame, FrameQueue, ThreadedSource
-from device.sources.openview import (
-    OPENVIEW_PRESETS,
-    Decoded,
-    FieldSpec,
-    OpenViewParser,
-    ParserCounters,
-    PayloadLayout,
-    field_from_table,
-)
-from device.sources.text_format import TEXT_PRESETS, TextLineParser
+from device.sources.formats import layout, make_parser
+from device.sources.formats.openview import Decoded, ParserCounters
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("openview", "text")
-DEFAULT_PRESET = {"openview": "healthypi5", "text": "healthypi-text"}
-#: Sensor boards stream ECG/PPG at 125-500 samples/s (HealthyPi: 125).
-MIN_FS_HZ, MAX_FS_HZ = 125.0, 500.0
 #: Longest stretch of signal one lost-samples frame covers: keeps the core's clock (and its
 #: signal_lost timer) moving in small steps while the board is away.
 LOST_STEP_S = 0.5
 #: How long one read waits for bytes: the latency of a frame (125 Hz -> ~12 samples a frame).
 READ_INTERVAL_S = 0.1
-
-
-@dataclass
-class SerialConfig:
-    url: str = doc(
-        "serial port: a device path (/dev/ttyACM0, /dev/serial0, a udev symlink such as "
-        "/dev/healthypi) or a pyserial URL (socket://HOST:PORT, loop://); empty: no serial source",
-        "",
-    )
-    baud: int = doc("baud rate (HealthyPi: 115200); USB CDC boards and ptys ignore it", 115200)
-    format: str = doc(
-        "'openview' (HealthyPi binary packets) or 'text' (one line of comma/tab separated "
-        "numbers per sample)",
-        "openview",
-    )
-    fs_hz: float = doc(
-        "the board's sample rate, 125-500 Hz; boards do not stamp samples, so this is the clock",
-        125.0,
-    )
-    preset: str = doc(
-        "payload/column layout: 'healthypi5' (openview) or 'healthypi-text' (text: ecg, resp, "
-        "ppg red); empty: the format's default; ignored when 'fields' is given",
-        "",
-    )
-    fields: list[dict[str, Any]] = doc(
-        "custom layout, in order: [[serial.fields]] tables with name, type (int8/uint8/int16/"
-        "uint16/int32/uint32, little-endian; openview only), role (ecg, ppg, resp; omit for a "
-        "field that feeds nothing), scale (signal = counts x scale), invert (true for raw "
-        "optical PPG), skip_if (name of a flag field) and skip_value (hold the last value "
-        "when the flag has this value)",
-        factory=list,
-    )
-    reconnect_min_s: float = doc(
-        "first wait before reopening a lost port, doubled per failed try", 0.25
-    )
-    reconnect_max_s: float = doc("longest wait between tries to reopen a lost port", 5.0)
-    stall_s: float = doc(
-        "no valid sample for this long while the port is open counts as lost signal", 1.0
-    )
-
-    def validate(self) -> tuple[str, str] | None:
-        if self.format not in FORMATS:
-            return "format", f"'{self.format}' is not one of {', '.join(FORMATS)}"
-        if not (MIN_FS_HZ <= self.fs_hz <= MAX_FS_HZ):
-            return "fs_hz", f"{self.fs_hz:g} Hz is outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz"
-        if self.baud <= 0:
-            return "baud", "must be a positive number of bits/s, e.g. 115200"
-        if not (0 < self.reconnect_min_s <= self.reconnect_max_s):
-            return "reconnect_min_s", "must be > 0 and <= reconnect_max_s"
-        if self.stall_s <= 0:
-            return "stall_s", "must be > 0"
-        try:
-            self.columns()
-        except ValueError as e:
-            key = "fields" if self.fields else "preset"
-            return key, str(e)
-        return None
-
-    def columns(self) -> tuple[FieldSpec, ...]:
-        """The field specs in use (preset or custom); raises ValueError when invalid."""
-        if self.fields:
-            specs = tuple(field_from_table(t) for t in self.fields)
-            if self.format == "openview":
-                PayloadLayout(specs)  # checks names, types, skip flags, roles
-        else:
-            name = self.preset or DEFAULT_PRESET[self.format]
-            presets: dict[str, Any] = (
-                OPENVIEW_PRESETS if self.format == "openview" else TEXT_PRESETS
-            )
-            if name not in presets:
-                raise ValueError(
-                    f"'{name}' is not a {self.format} preset (have: {', '.join(presets)})"
-                )
-            p = presets[name]
-            specs = p.fields if isinstance(p, PayloadLayout) else tuple(p)
-        if not any(s.role for s in specs):
-            raise ValueError("no field has a role (ecg, ppg or resp): nothing would reach the core")
-        return specs
-
-    def make_parser(self) -> OpenViewParser | TextLineParser:
-        specs = self.columns()
-        if self.format == "openview":
-            return OpenViewParser(PayloadLayout(specs))
-        return TextLineParser(specs)
-
-
-register_section("serial", SerialConfig)
 
 
 def parse_serial_arg(text: str) -> tuple[str, int | None]:
@@ -162,8 +62,9 @@ class SerialSource(ThreadedSource):
             raise UserError("no serial port given", "set [serial] url or pass --serial PATH")
         self.cfg = cfg
         self.name = name or f"serial:{cfg.url}"
-        self.parser = cfg.make_parser()
-        self.roles: dict[str, float] = {s.role: float(cfg.fs_hz) for s in cfg.columns() if s.role}
+        specs = layout(cfg.format, cfg.preset, cfg.fields)
+        self.parser = make_parser(cfg.format, specs)
+        self.roles: dict[str, float] = {s.role: float(cfg.fs_hz) for s in specs if s.role}
         self.state = "starting"  # reading | lost | stalled | stopped
         self.samples = 0  # samples per role delivered
         self.lost_samples = 0  # samples per role reported lost (port away or stalled)
@@ -172,7 +73,11 @@ class SerialSource(ThreadedSource):
         self.open_attempts = 0
         self.last_error = ""
         self._last_raw: dict[str, float] = {}
-        self._feeding = {s.name for s in cfg.columns() if s.role}
+        self._feeding = {s.name for s in specs if s.role}
+
+    @classmethod
+    def from_config(cls, section: SerialConfig, cfg: Config) -> SerialSource:
+        return cls(section)
 
     # -- Source protocol -----------------------------------------------------------------
     @property

@@ -1,74 +1,25 @@
-"""Signal-processing estimators: beat intervals for HR, breath intervals for RR, and RR from
-the PPG's breathing modulation.
+"""Heart rate from the intervals between detected beats (ECG R waves or PPG pulses).
 
-These are the fallback when no learned model fits the available roles, and the baseline the
-models must beat. Each keeps causally filtered samples in a ring buffer and, once per second,
-detects events (beats, breaths) in the most recent window; nothing looks past the newest
-sample, and all state advances once per second of signal time, so the output does not depend
-on how the input was chunked.
-
-Measured on the 42 shared BIDMC records (``bench/accuracy.py``, results in
-``bench/results/accuracy.json``), with HR rounded to whole bpm as the pipeline publishes it:
-mean per-subject MAE 0.86 bpm (HR from PPG), 0.75 bpm (HR from ECG; 0.68 and 0.51 without
-record 41, whose monitor HR ignores many beats of a bigeminy), 0.33 breaths/min (RR from
-impedance), 2.4 breaths/min at 81 % coverage (RR from PPG). Unrounded (``--unrounded``):
-0.95 and 0.86.
+The signal-processing HR estimator: the fallback when no learned model fits, and the
+baseline the models must beat. Measured on the 42 shared BIDMC records
+(``bench/accuracy.py``, ``bench/results/accuracy.json``), with HR rounded to whole bpm as the
+pipeline publishes it: mean per-subject MAE 0.86 bpm from PPG, 0.75 bpm from ECG (0.68 and
+0.51 without record 41, whose monitor HR ignores many beats of a bigeminy); unrounded 0.95
+and 0.86.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from device.dsp import (
-    CARDIAC_FS_HZ,
-    RESP_FS_HZ,
-    CausalFilter,
-    HoldGaps,
-    RingBuffer,
-    parabolic_peak_offset,
-    robust_range,
-)
-from device.estimators.base import Estimate
-from device.peaks import find_peaks
+from device.estimators.base import Estimate, Windowed
+from device.roles import CARDIAC_FS_HZ, Quantity, Role
+from device.signal.filters import CausalFilter
+from device.signal.peaks import find_peaks, parabolic_peak_offset
+from device.signal.quality import robust_range
 
-#: Fastest heart rate we report: 220 bpm (infants reach ~200). Refractory period 60/220 s.
-HR_MAX_BPM = 220.0
 #: Slowest heart rate we report: 25 bpm; a longer pause is a gap, not a rate.
 HR_MIN_BPM = 25.0
-#: Fastest breathing we report: 70 breaths/min (neonates ~60); slowest 3 (apnea is alarmed
-#: separately, from the time since the last breath).
-RR_MAX_BPM = 70.0
-RR_MIN_BPM = 3.0
-#: Two breaths closer than this fraction of the window's median breath interval are one.
-_MIN_BREATH_FRACTION = 0.5
-#: How a breath peak counts, by how far it rises above its surroundings (its prominence, as
-#: a fraction of the window's breathing depth: the 5th-95th percentile range of the
-#: band-passed impedance): at or above 0.4 it is a whole breath, at or below 0.2 none, and in
-#: between it counts in proportion (a peak at 0.3, the old all-or-nothing threshold, is half
-#: a breath). Shallow peaks are where annotators disagree (one marks a breath the other
-#: skips; the reference is their mean), so a graded count lands between them instead of on
-#: one side. On the 42 shared records: RR MAE 0.357 with the 0.3 threshold, 0.334 graded
-#: over 0.2-0.4 (16 subjects better, 9 worse; 0.335-0.342 for 0.18-0.42, 0.22-0.38,
-#: 0.25-0.4, 0.2-0.35). Only breaths of at least half weight (the old threshold) bound the
-#: rate's time span and set the time of the last breath, which the apnea alarm watches
-#: (``bench/alarms.py``: apnea and false-alarm figures unchanged).
-_BREATH_PROMINENCE = (0.2, 0.4)
-#: Impedance band: breathing at 3-70 breaths/min is 0.05-1.2 Hz; 0.08-1.0 Hz drops drift
-#: and cardiac oscillation (> 1 Hz in adults) that rides on thoracic impedance. (0.7 Hz
-#: lowered the RR MAE on the shared records from 0.36 to 0.32 but, by smoothing away small
-#: breaths, raised a false apnea alarm in record 13; 1.0 Hz is kept.)
-_RESP_BAND_HZ = (0.08, 1.0)
-#: PPG modulation series are sampled at 5 Hz (beats come at most ~4 per second).
-_MOD_FS_HZ = 5.0
-#: Breathing band searched in the PPG modulations: 6-42 breaths/min (adults and children
-#: at rest; the cardiac fundamental stays above 0.7 Hz, 42 bpm, in nearly everyone).
-_PPG_RR_BAND_HZ = (0.1, 0.7)
-
-#: Raw-signal spread below which a channel is called flat (sensor off, lead off). Units are
-#: those of the channel; BIDMC channels are normalised to roughly 0..1, boards give counts,
-#: so the test is relative: a window whose spread is below this fraction of the spread seen
-#: in the channel's recent history is flat.
-FLAT_RELATIVE = 0.02
 
 
 def _moving_mean(x: np.ndarray, w: int, centred: bool = False) -> np.ndarray:
@@ -82,40 +33,6 @@ def _moving_mean(x: np.ndarray, w: int, centred: bool = False) -> np.ndarray:
         h = w // 2
         out = np.concatenate((out[h:], np.full(h, out[-1])))
     return out
-
-
-class _Windowed:
-    """Shared plumbing: gap-held, filtered samples and a gap mask in ring buffers."""
-
-    def __init__(self, fs_hz: float, history_s: float, filt: CausalFilter) -> None:
-        self.fs_hz = fs_hz
-        n = int(round(history_s * fs_hz))
-        self._hold = HoldGaps()
-        self._filt = filt
-        self._y = RingBuffer(n)
-        self._raw = RingBuffer(n)
-        self._gap = RingBuffer(n, fill=1.0)
-        self._scale = 0.0  # slow-decaying spread of the signal, for flat-line detection
-
-    def push(self, x: np.ndarray) -> None:
-        held, bad = self._hold(x)
-        self._raw.extend(held)
-        self._y.extend(self._filt(held))
-        self._gap.extend(bad.astype(np.float64))
-
-    def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """(filtered, raw, gap mask, signal time of the window's first sample)."""
-        n = int(round(seconds * self.fs_hz))
-        y = self._y.latest(n)
-        t0 = (self._y.total - len(y)) / self.fs_hz
-        return y, self._raw.latest(n), self._gap.latest(n) > 0.5, t0
-
-    def flat(self, raw: np.ndarray) -> bool:
-        spread = robust_range(raw)
-        if spread <= 1e-9:
-            return True
-        self._scale = max(spread, 0.98 * self._scale)
-        return spread < FLAT_RELATIVE * self._scale
 
 
 #: Beats closer than 250 ms are one beat (a 240 bpm ceiling, above infants' ~200-220 bpm).
@@ -165,7 +82,7 @@ _STEP_CHANGE = 0.20
 _CONTEXT_BEATS = 24
 
 
-class BeatIntervalHR(_Windowed):
+class BeatIntervalHR(Windowed):
     """Heart rate from the intervals between detected beats (ECG R waves or PPG pulses).
 
     Streaming beat detection: once per second the last ``detect_s`` seconds are searched for
@@ -195,7 +112,7 @@ class BeatIntervalHR(_Windowed):
     long, the value is None.
     """
 
-    quantity = "hr"
+    quantity = Quantity.HR
 
     def __init__(
         self,
@@ -218,7 +135,7 @@ class BeatIntervalHR(_Windowed):
         else:
             raise ValueError(f"BeatIntervalHR cannot use role {role!r}")
         super().__init__(CARDIAC_FS_HZ, detect_s + 1.0, filt)
-        self.role, self.name = role, name
+        self.role, self.name = Role(role), name
         self.detect_s, self.avg_s, self.avg_beats = detect_s, avg_s, avg_beats
         self.min_quality = min_quality
         # Beats committed so far (absolute sample index, sub-sample time, feature height,
@@ -365,12 +282,11 @@ class BeatIntervalHR(_Windowed):
     # -- rate ----------------------------------------------------------------------------------
     def estimate(self, t_s: float) -> Estimate:
         self._detect()
-        est = self._rate(t_s)
+        est, fast = self._rate(t_s)
         if est.value is None:
             self._display = None
             return est
         raw = est.value
-        fast = est.detail.get("fast_bpm")
         if fast is not None or self._display is None:
             self._display = fast if fast is not None else raw
         else:
@@ -378,21 +294,20 @@ class BeatIntervalHR(_Windowed):
             # irregular beat (atrial fibrillation, ectopy); a first-order smoothing with a
             # ~2 s time constant steadies it, as bedside monitors do.
             self._display += _DISPLAY_ALPHA * (raw - self._display)
-        return Estimate(
-            self._display,
-            est.quality,
-            self.name,
-            self.role,
-            self.quantity,
-            est.last_event_s,
-            {"raw_bpm": raw},
-        )
+        return Estimate(self._display, est.quality, self.name, self.role, self.quantity)
 
-    def _rate(self, t_s: float) -> Estimate:
-        last = self._t[-1] if self._t else None
-        none = Estimate(None, 0.0, self.name, self.role, self.quantity, last)
+    def beats_since(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(signal times, sizes) of the committed beats after ``t_s``: the beat train that
+        other estimators (RR from the pulse's modulation) are built on."""
+        t = np.asarray(self._t)
+        sel = t > t_s
+        return t[sel], np.asarray(self._h)[sel]
+
+    def _rate(self, t_s: float) -> tuple[Estimate, float | None]:
+        """(the undamped rate, the new rate when the rhythm just changed step-wise)."""
+        none = Estimate(None, 0.0, self.name, self.role, self.quantity)
         if len(self._t) < 3:
-            return none
+            return none, None
         t = np.asarray(self._t)
         ibi = np.diff(t)
         valid = np.asarray(self._valid[1:])
@@ -403,28 +318,25 @@ class BeatIntervalHR(_Windowed):
             len(recent_ibi) == 0
             or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S
         ):
-            return none
+            return none, None
         # intervals ending in the averaging window, none from before a change of rhythm
         recent = valid & (t[1:] > t_s - self.avg_s) & (t[:-1] >= self._rhythm_start_s)
         sel = np.flatnonzero(recent)[-self.avg_beats :]
         if len(sel) < 2:
-            return none
-        detail = {}
+            return none, None
         fast = sustained_change_bpm(ibi[sel])
         if fast is not None:
             # A new rhythm: show it now, and average only its beats from here on, so the
             # shown rate does not sag back towards the old one as the window refills.
-            detail["fast_bpm"] = fast
             self._rhythm_start_s = float(t[sel[-_STEP_BEATS]])
             sel = sel[-_STEP_BEATS:]
         beats, span, kept = corrected_beats(ibi[np.flatnonzero(valid)][-_CONTEXT_BEATS:], ibi[sel])
         corr = np.asarray(self._corr)[sel + 1]
         quality = float(corr.mean()) * kept
         if beats < 2 or span <= 0.0 or quality < self.min_quality:
-            return Estimate(None, quality, self.name, self.role, self.quantity, last)
-        return Estimate(
-            60.0 * beats / span, quality, self.name, self.role, self.quantity, last, detail
-        )
+            return Estimate(None, quality, self.name, self.role, self.quantity), None
+        rate = Estimate(60.0 * beats / span, quality, self.name, self.role, self.quantity)
+        return rate, fast
 
 
 def sustained_change_bpm(ibi: np.ndarray) -> float | None:
@@ -510,205 +422,3 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
             beats, span, clean = beats + 1, span + float(ibi[i]), clean + 1
         i += 1
     return beats, span, clean / len(ibi)
-
-
-class BreathIntervalRR(_Windowed):
-    """Respiratory rate from breaths detected as peaks of the band-passed impedance signal.
-
-    The rate over the last ``window_s`` seconds is (breaths - 1) x 60 / (time from first to
-    last breath): the same definition the annotated references use, with shallow peaks
-    counted as part of a breath (``_BREATH_PROMINENCE``).
-    """
-
-    quantity = "rr"
-
-    def __init__(
-        self,
-        role: str = "resp",
-        *,
-        name: str = "dsp",
-        window_s: float = 32.0,
-        min_quality: float = 0.5,
-    ) -> None:
-        filt = CausalFilter.butter(2, _RESP_BAND_HZ, RESP_FS_HZ, "bandpass")
-        super().__init__(RESP_FS_HZ, window_s + 2.0, filt)
-        self.role, self.name = role, name
-        self.window_s, self.min_quality = window_s, min_quality
-        self.last_breath_s: float | None = None
-
-    def breaths(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """Breath peaks in the window: (signal times, weights 0-1, share of gap samples)."""
-        y, raw, gap, t0 = self.window(self.window_s)
-        if len(y) < self.fs_hz * 8 or self.flat(raw):
-            return np.zeros(0), np.zeros(0), float(gap.mean()) if len(gap) else 1.0
-        # Cardiac oscillation riding on the impedance (and the notch it cuts into a slow
-        # breath) splits one breath into two peaks. A real breath is rarely shorter than half
-        # the typical one, so the whole breaths of a first pass set a minimum distance between
-        # peaks for the second. (The window's dominant spectral period was tried for this and
-        # locked onto slow artefacts, merging real breaths.)
-        lo, hi = _BREATH_PROMINENCE
-        depth = robust_range(y)
-        min_gap_s = 60.0 / RR_MAX_BPM
-        whole, _ = find_peaks(
-            y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=hi * depth
-        )
-        if len(whole) >= 3:
-            period_s = float(np.median(np.diff(whole))) / self.fs_hz
-            min_gap_s = max(min_gap_s, _MIN_BREATH_FRACTION * period_s)
-        peaks, props = find_peaks(
-            y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=lo * depth
-        )
-        weight = np.clip((props["prominences"] / depth - lo) / (hi - lo), 0.0, 1.0)
-        keep = (peaks > 0) & (peaks < len(y) - 1)
-        keep[keep] = ~gap[peaks[keep]]
-        peaks, weight = peaks[keep], weight[keep]
-        off = parabolic_peak_offset(y[peaks - 1], y[peaks], y[peaks + 1])
-        return t0 + (peaks + off) / self.fs_hz, weight, float(gap.mean())
-
-    def estimate(self, t_s: float) -> Estimate:
-        times, weight, gap_share = self.breaths()
-        # Breaths of at least half weight bound the span and are "the last breath"; the
-        # shallow peaks between them add their weights to the count.
-        sure = times[weight >= 0.5]
-        if len(sure):
-            self.last_breath_s = float(sure[-1])
-        last = self.last_breath_s
-        if gap_share > 0.2 or len(sure) < 3:
-            return Estimate(None, 0.0, self.name, self.role, self.quantity, last)
-        ibi = np.diff(sure)
-        med = float(np.median(ibi))
-        quality = float(np.mean(np.abs(ibi - med) <= 0.5 * med))
-        inside = (times > sure[0]) & (times < sure[-1])
-        intervals = 1.0 + float(weight[inside].sum())
-        rr = 60.0 * intervals / float(sure[-1] - sure[0])
-        if quality < self.min_quality or not (RR_MIN_BPM <= rr <= RR_MAX_BPM):
-            return Estimate(None, quality, self.name, self.role, self.quantity, last)
-        return Estimate(rr, quality, self.name, self.role, self.quantity, last)
-
-
-class PulseModulationRR:
-    """Respiratory rate from the breathing modulation of the PPG, for when only a pulse
-    oximeter is attached.
-
-    Breathing modulates the pulse wave three ways (Karlen et al. 2013; Pimentel et al. 2016):
-    its baseline (venous return: respiratory-induced intensity variation), its amplitude
-    (stroke volume: amplitude variation) and its beat intervals (respiratory sinus
-    arrhythmia: frequency variation). Each chosen modulation is sampled at 5 Hz over the
-    last ``window_s`` seconds; their power spectra in the breathing band are normalised and
-    added, each weighted by how concentrated it is around its own peak (a clean modulation
-    has one sharp line), and the rate is the peak of the sum. Quality is the concentration
-    of the fused spectrum times the beat quality; below ``min_quality`` the value is None.
-
-    By default only the baseline is used: on the 42 shared BIDMC records (ICU adults, many
-    ventilated or elderly, with weak sinus arrhythmia) the amplitude and interval
-    modulations alone were off by ~6.7 breaths/min on average and pulled the fusion from
-    3.0 to 3.7 (all seconds, no quality gate); younger, spontaneously breathing patients
-    may do better with all three (``modulations=("baseline", "amplitude", "interval")``).
-    """
-
-    quantity = "rr"
-
-    def __init__(
-        self,
-        role: str = "ppg",
-        *,
-        name: str = "dsp",
-        window_s: float = 32.0,
-        min_quality: float = 0.3,
-        modulations: tuple[str, ...] = ("baseline",),
-    ) -> None:
-        if role != "ppg":
-            raise ValueError(f"PulseModulationRR cannot use role {role!r}")
-        self.role, self.name = role, name
-        self.fs_hz = CARDIAC_FS_HZ
-        self.window_s, self.min_quality = window_s, min_quality
-        unknown = set(modulations) - {"baseline", "amplitude", "interval"}
-        if unknown or not modulations:
-            raise ValueError(f"unknown PPG modulations {sorted(unknown)}")
-        self.modulations = tuple(modulations)
-        self._beats = BeatIntervalHR(role, name=name)
-        # Baseline: below 0.7 Hz (42 breaths/min) the pulse itself is gone and breathing stays.
-        self._base_filt = CausalFilter.butter(2, 0.7, CARDIAC_FS_HZ, "lowpass")
-        self._base_hold = HoldGaps()
-        self._decim = int(round(CARDIAC_FS_HZ / _MOD_FS_HZ))
-        self._base = RingBuffer(int((window_s + 2.0) * _MOD_FS_HZ))
-        self._phase = 0  # samples since the last kept baseline sample
-        nfft = 1
-        while nfft < 8 * window_s * _MOD_FS_HZ:
-            nfft *= 2
-        self._nfft = nfft
-        f = np.fft.rfftfreq(nfft, 1.0 / _MOD_FS_HZ)
-        self._band = (f >= _PPG_RR_BAND_HZ[0]) & (f <= _PPG_RR_BAND_HZ[1])
-        self._f = f[self._band]
-
-    def push(self, x: np.ndarray) -> None:
-        self._beats.push(x)
-        held, _ = self._base_hold(x)
-        y = self._base_filt(held)
-        # keep every ``decim``-th sample, counted across calls (chunk-size invariant)
-        first = (-self._phase) % self._decim
-        self._base.extend(y[first :: self._decim])
-        self._phase = (self._phase + len(y)) % self._decim
-
-    def _spectrum(self, x: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """Band power spectrum normalised to unit sum, and its concentration (share of the
-        power within +-2 breaths/min of its peak)."""
-        if len(x) < 8 or not np.all(np.isfinite(x)):
-            return None
-        n = len(x)
-        t = np.arange(n)
-        x = x - np.polyval(np.polyfit(t, x, 1), t)  # remove drift
-        p = np.abs(np.fft.rfft(x * np.hanning(n), self._nfft))[self._band] ** 2
-        total = float(p.sum())
-        if total <= 0.0:
-            return None
-        p = p / total
-        k = int(np.argmax(p))
-        near = np.abs(self._f - self._f[k]) <= 2.0 / 60.0
-        return p, float(p[near].sum())
-
-    def estimate(self, t_s: float) -> Estimate:
-        beat = self._beats.estimate(t_s)
-        none = Estimate(None, 0.0, self.name, self.role, self.quantity)
-        n = int(self.window_s * _MOD_FS_HZ)
-        if beat.value is None or self._base.total < n:
-            return Estimate(None, 0.0, self.name, self.role, self.quantity)
-        grid = t_s - self.window_s + np.arange(n) / _MOD_FS_HZ
-        t = np.asarray(self._beats._t)
-        h = np.asarray(self._beats._h)
-        sel = t > t_s - self.window_s - 2.0
-        if sel.sum() < 8:
-            return none
-        tb, hb = t[sel], h[sel]
-        series = []
-        if "baseline" in self.modulations:  # intensity (venous return)
-            series.append(self._base.latest(n))
-        if "amplitude" in self.modulations:  # stroke volume
-            series.append(np.interp(grid, tb, hb))
-        if "interval" in self.modulations:  # sinus arrhythmia
-            series.append(np.interp(grid, tb[1:], np.diff(tb)))
-        fused = np.zeros(int(self._band.sum()))
-        weight = 0.0
-        for s in series:
-            spec = self._spectrum(s)
-            if spec is None:
-                continue
-            p, conc = spec
-            fused += conc * p
-            weight += conc
-        if weight <= 0.0:
-            return none
-        fused /= weight
-        k = int(np.argmax(fused))
-        near = np.abs(self._f - self._f[k]) <= 2.0 / 60.0
-        quality = float(fused[near].sum()) * beat.quality
-        off = 0.0
-        if 0 < k < len(fused) - 1:
-            off = float(
-                parabolic_peak_offset(fused[k - 1 : k], fused[k : k + 1], fused[k + 1 : k + 2])[0]
-            )
-        df = float(self._f[1] - self._f[0])
-        rr = 60.0 * (float(self._f[k]) + off * df)
-        if quality < self.min_quality:
-            return Estimate(None, quality, self.name, self.role, self.quantity)
-        return Estimate(rr, quality, self.name, self.role, self.quantity)

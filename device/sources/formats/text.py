@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from device.sources.openview import Decoded, FieldSpec, ParserCounters
+from device.sources.formats.base import BoardFormat
+from device.sources.formats.openview import Decoded, FieldSpec, ParserCounters
 
 #: HealthyPi text mode: ECG, respiration, PPG red (raw optical counts: inverted pleth).
 HEALTHYPI_TEXT: tuple[FieldSpec, ...] = (
@@ -134,3 +135,31 @@ def encode_lines(
     fmt = sep.join([f"%.{decimals}f"] * len(cols)) + "\r\n"
     table = np.column_stack(cols) if cols else np.zeros((n, 0))
     return "".join(fmt % tuple(row) for row in table).encode("ascii")
+
+
+def _encode(
+    fields: tuple[FieldSpec, ...], signals: Mapping[str, np.ndarray], **opts: float
+) -> bytes:
+    """Role signals -> lines with ``decimals`` decimals."""
+    return encode_lines(fields, signals, decimals=int(opts.get("decimals", 3)))
+
+
+def _check(fields: tuple[FieldSpec, ...]) -> None:
+    TextLineParser(fields)  # at least one column, unique names
+
+
+def _offsets(blob: bytes) -> np.ndarray:
+    """A sample is a line: it starts after the previous newline."""
+    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A) + 1
+    return np.concatenate(([0], ends)).astype(np.int64)
+
+
+FORMAT = BoardFormat(
+    key="text",
+    presets=TEXT_PRESETS,
+    default_preset="healthypi-text",
+    check=_check,
+    parser=TextLineParser,
+    encode=_encode,
+    sample_offsets=_offsets,
+)

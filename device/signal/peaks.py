@@ -1,8 +1,8 @@
 """Peak finding with numpy alone: local maxima filtered by height, distance and prominence.
 
 The same rules as ``scipy.signal.find_peaks`` for those three criteria (the device does not
-import ``scipy.signal``: see ``device/iir.py`` for why); ``tests/test_iir.py`` checks that both
-return the same peaks on real signals.
+import ``scipy.signal``: see ``device/signal/filters.py`` for why); ``tests/test_signal.py``
+checks that both return the same peaks on real signals.
 
 - a peak is a sample, or the middle of a flat top, higher than its neighbours on both sides;
 - ``height``: the peak's value is at least this;
@@ -95,3 +95,11 @@ def find_peaks(
         props = {k: v[keep] for k, v in props.items()}
         props["prominences"] = prom[keep]
     return peaks, props
+
+
+def parabolic_peak_offset(y_prev: np.ndarray, y0: np.ndarray, y_next: np.ndarray) -> np.ndarray:
+    """Sub-sample offset (in samples, within +-0.5) of a peak from its three neighbours."""
+    den = y_prev - 2.0 * y0 + y_next
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(np.abs(den) > 1e-12, 0.5 * (y_prev - y_next) / den, 0.0)
+    return np.clip(off, -0.5, 0.5)

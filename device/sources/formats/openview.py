@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from device.signal.gaps import forward_fill
+from device.sources.formats.base import BoardFormat
+
 SOF = b"\x0a\xfa"
 PKT_TYPE_DATA = 0x02
 EOF = b"\x00\x0b"
@@ -224,10 +227,7 @@ def _apply(
                 x = x.copy()
                 x[skip] = np.nan
                 # hold the last valid value; NaN (a gap) before the first valid sample
-                idx = np.where(~skip, np.arange(len(x)), -1)
-                np.maximum.accumulate(idx, out=idx)
-                prev = held.get(f.name, np.nan)
-                x = np.where(idx >= 0, x[np.maximum(idx, 0)], prev)
+                x, _ = forward_fill(x, held.get(f.name, np.nan))
             if len(x) and np.isfinite(x[-1]):
                 held[f.name] = float(x[-1])
         out[f.role] = x
@@ -346,3 +346,36 @@ def counts_for_signals(
             info = np.iinfo(np.dtype(FIELD_TYPES[f.type]))
             out[f.name] = np.clip(np.round(np.nan_to_num(x)), info.min, info.max).astype(np.int64)
     return out
+
+
+def _encode(
+    fields: tuple[FieldSpec, ...], signals: Mapping[str, np.ndarray], **opts: float
+) -> bytes:
+    """Role signals -> packets; values are multiplied by ``counts_per_unit`` first."""
+    layout = PayloadLayout(fields)
+    k = float(opts.get("counts_per_unit", 1.0))
+    scaled = {r: np.asarray(x, dtype=np.float64) * k for r, x in signals.items()}
+    return encode_packets(layout, counts_for_signals(layout, scaled))
+
+
+def _check(fields: tuple[FieldSpec, ...]) -> None:
+    PayloadLayout(fields)  # names, types, skip flags, roles
+
+
+def _offsets(blob: bytes) -> np.ndarray:
+    """Every packet of one layout has the same length: read it from the first header."""
+    if len(blob) < HEADER_LEN:
+        return np.zeros(1, dtype=np.int64)
+    size = HEADER_LEN + (blob[2] | blob[3] << 8) + TRAILER_LEN
+    return np.arange(0, len(blob) + 1, size, dtype=np.int64)
+
+
+FORMAT = BoardFormat(
+    key="openview",
+    presets={name: layout.fields for name, layout in OPENVIEW_PRESETS.items()},
+    default_preset="healthypi5",
+    check=_check,
+    parser=lambda fields: OpenViewParser(PayloadLayout(fields)),
+    encode=_encode,
+    sample_offsets=_offsets,
+)

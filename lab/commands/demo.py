@@ -29,7 +29,7 @@ from typing import Any
 
 from device.errors import UserError
 
-DEFAULT_RECORDING = Path(__file__).resolve().parents[1] / "data" / "bidmc_09_excerpt.csv.gz"
+DEFAULT_RECORDING = Path(__file__).resolve().parents[2] / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _with_ppg_off(path: str, from_s: float, tmp: Path) -> str:
     """A copy of the recording whose pleth is held at its value at ``from_s`` from then on."""
-    from device.recording import Recording, read_recording, write_csv
+    from device.recording import Recording, read_recording
+    from lab.writers import write_csv
 
     rec = read_recording(path)
     if "ppg" not in rec.roles:
@@ -189,10 +190,11 @@ class Station:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device.broker import EmbeddedBroker
-    from device.commands.run import run_daemon, validate
+    from device.commands.run import run_daemon
     from device.config import load_config
-    from device.publisher import parse_broker_url
+    from device.preflight import check_values
+    from device.sinks.mqtt import parse_broker_url
+    from lab.broker import EmbeddedBroker
 
     if not args.seconds > 0:
         raise UserError(f"--seconds {args.seconds} must be > 0", "e.g. --seconds 30")
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 cfg.replay.path = _with_ppg_off(args.recording, args.ppg_off, Path(tmp))
             cfg.replay.speed = args.speed
             cfg.replay.loop = True
-            validate(cfg)
+            check_values(cfg)
             host, port = parse_broker_url(url)
             where = f"embedded {embedded.kind} broker at {url}" if embedded else f"broker {url}"
             print(

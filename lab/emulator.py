@@ -139,20 +139,14 @@ def encode_stream(
     counts_per_unit: float = COUNTS_PER_UNIT,
     decimals: int = 5,
 ) -> tuple[bytes, np.ndarray]:
-    """The byte stream a board sends for ``signals``, and the byte offset of each sample
-    (``offsets[i]`` is where sample i starts; ``offsets[-1]`` is the length)."""
-    if fmt == "openview":
-        from device.sources.openview import HEALTHYPI5, counts_for_signals, encode_packets
+    """The byte stream a board sends for ``signals`` in board format ``fmt`` (its default
+    layout), and the byte offset of each sample (``offsets[i]`` is where sample i starts;
+    ``offsets[-1]`` is the length)."""
+    from device.sources.formats import board_format, layout
 
-        scaled = {r: np.asarray(x) * counts_per_unit for r, x in signals.items()}
-        blob = encode_packets(HEALTHYPI5, counts_for_signals(HEALTHYPI5, scaled))
-        n = len(next(iter(signals.values())))
-        return blob, np.arange(n + 1, dtype=np.int64) * (len(blob) // max(n, 1))
-    from device.sources.text_format import HEALTHYPI_TEXT, encode_lines
-
-    blob = encode_lines(HEALTHYPI_TEXT, signals, decimals=decimals)
-    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A) + 1
-    return blob, np.concatenate(([0], ends)).astype(np.int64)
+    board = board_format(fmt)
+    blob = board.encode(layout(fmt), signals, counts_per_unit=counts_per_unit, decimals=decimals)
+    return blob, board.sample_offsets(blob)
 
 
 def serve(

@@ -1,4 +1,4 @@
-"""MQTT publisher: vitals, alarms and the retained status of one bed, and its command inbox.
+"""The ``mqtt`` sink: vitals, alarms and the retained status of one bed, and its command inbox.
 
 Topics under ``<prefix>/<bed>/`` (see docs/mqtt.md):
 
@@ -13,6 +13,8 @@ Topics under ``<prefix>/<bed>/`` (see docs/mqtt.md):
 - ``cmd/#``   subscribed on every (re)connect; messages land on ``commands`` for the main loop.
 
 paho-mqtt 2.x with callback API version 2 runs the network thread and reconnects with backoff.
+``Publisher`` owns the connection; ``MqttSink`` is what the daemon sees (``device.sinks.base``):
+it turns messages into payloads and commands from ``cmd/`` into typed ``Ack``s.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device.config import MqttConfig
 from device.errors import UserError
 from device.messages import SCHEMA_VERSION, iso_utc
+from device.monitor import Message
+from device.sinks.base import Ack, Command, Status
 
 log = logging.getLogger("bedside.mqtt")
 
@@ -509,3 +513,85 @@ def _read_password(path: str) -> str | None:
             f"mqtt.password_file = {path!r}: cannot read ({e.strerror})",
             "check the path and permissions",
         ) from None
+
+
+#: A command payload larger than this is not an acknowledgement: refused unread.
+MAX_COMMAND_BYTES = 1024
+
+
+class MqttSink:
+    """The daemon's view of MQTT: messages to topics, ``cmd/ack`` to ``Ack`` commands."""
+
+    key = "mqtt"
+
+    def __init__(self, cfg: MqttConfig, bed: str) -> None:
+        path = outbox_path_for(cfg, bed)
+        if path is None:
+            log.warning(
+                "no writable outbox file (mqtt.outbox_path): unacknowledged alarms kept in "
+                "memory only"
+            )
+        self.publisher = Publisher(cfg, bed, Outbox(path))
+        self.bed = bed
+        self.rejected: dict[str, int] = {}  # kind of rejected command -> count
+
+    def start(self) -> None:
+        self.publisher.start()
+
+    def send(self, msg: Message, ts: float) -> None:
+        payload = msg.to_payload(self.bed, ts)
+        if msg.kind == "alarm":
+            self.publisher.publish_alarm(payload)
+        else:
+            self.publisher.publish_vitals(payload)
+
+    def set_status(self, status: Status) -> None:
+        self.publisher.set_status(status.to_payload())
+
+    def poll(self) -> list[Command]:
+        self.publisher.poll()
+        out: list[Command] = []
+        while True:
+            try:
+                leaf, raw = self.publisher.commands.get_nowait()
+            except queue.Empty:
+                return out
+            cmd = self._parse(leaf, raw)
+            if cmd is not None:
+                out.append(cmd)
+
+    def _parse(self, leaf: str, raw: bytes) -> Command | None:
+        if leaf != "ack":
+            self._reject("unknown_topic", f"ignored command topic cmd/{leaf} (known: cmd/ack)")
+            return None
+        if len(raw) > MAX_COMMAND_BYTES:
+            self._reject("too_large", f"ignored cmd/ack of {len(raw)} bytes")
+            return None
+        try:
+            body = json.loads(raw.decode("utf-8"))
+            alarm_id = body["id"]
+            if not isinstance(alarm_id, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            self._reject(
+                "bad_schema", f'ignored cmd/ack {raw[:200]!r}: expected JSON {{"id": "<alarm id>"}}'
+            )
+            return None
+        return Ack(alarm_id)
+
+    def _reject(self, kind: str, message: str) -> None:
+        """Count a refused command; log the first of each kind (a flood must not flood the
+        log)."""
+        self.rejected[kind] = self.rejected.get(kind, 0) + 1
+        if self.rejected[kind] == 1:
+            log.warning("%s (further ones of this kind are only counted)", message)
+
+    def counters(self) -> dict[str, Any]:
+        return {**self.publisher.status_counters(), "commands_rejected": dict(self.rejected)}
+
+    @property
+    def connects(self) -> int:
+        return int(self.publisher.counters["connects"])
+
+    def stop(self, reason: str = "stopped") -> None:
+        self.publisher.stop(reason=reason)

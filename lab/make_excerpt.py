@@ -17,7 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from device.recording import read_csv, write_csv  # noqa: E402
+from device.recording import read_csv  # noqa: E402
+from lab.writers import write_csv  # noqa: E402
 
 RECORD = "bidmc_09"
 #: chosen for clean ECG, pleth and impedance throughout (HR about 77 bpm, RR about 20 /min),

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.recording import _open_text
+from device.recording import open_text
 
 RR_REFERENCE_WINDOW_S = 32.0
 
@@ -59,7 +59,7 @@ def bidmc_paths(signals_path: str | Path) -> tuple[Path, Path]:
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
     """A PhysioNet CSV table (``_Numerics``, ``_Breaths``): column names, and the values as
     floats (empty cells NaN)."""
-    lines = [ln for ln in _open_text(path).splitlines() if ln.strip()]
+    lines = [ln for ln in open_text(path).splitlines() if ln.strip()]
     names = [n.strip() for n in lines[0].split(",")]
     rows = [[s.strip() or "nan" for s in ln.split(",")] for ln in lines[1:]]
     rows = [r + ["nan"] * (len(names) - len(r)) for r in rows]

@@ -1,0 +1,307 @@
+"""Alarm conditions: each declared once, with its limit, delay, hysteresis and priority rule.
+
+A condition looks at one second's ``AlarmInputs`` and says, for each thing it watches (the
+bed, or one input role), whether it is present (``Check``). The engine (``engine.py``) turns
+checks into alarms with their delays, latching and acknowledgement. Conditions are pure: no
+state, no clock, no I/O.
+
+Adding a condition is a class with ``key``, ``technical`` and ``checks()`` plus one
+``register()`` call; its limits come from the ``[alarms]`` config section (``AlarmsConfig``)
+or from the condition object itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from device.config import AlarmsConfig
+from device.roles import Quantity
+
+
+@dataclass(frozen=True)
+class RoleState:
+    """Technical state of one input role during one second, as the alarms see it."""
+
+    lost_s: float = 0.0  # how long no samples have arrived (consecutive)
+    off_s: float = 0.0  # how long the signal has been flat or saturated (consecutive)
+    off_reason: str = ""  # "flat" or "saturated"
+    poor_s: float = 0.0  # how long its estimators have had no usable estimate (consecutive)
+    error: str = ""  # an estimator on this role raised this second
+
+
+@dataclass(frozen=True)
+class AlarmInputs:
+    """What the engine sees each second."""
+
+    hr_bpm: float | None
+    rr_bpm: float | None
+    hr_role: str | None
+    rr_role: str | None
+    last_breath_s: float | None  # signal time of the newest detected breath (None: none yet)
+    breathing_monitored: bool  # a breath detector (impedance, ...) is in use
+    roles: Mapping[str, RoleState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition's verdict this second for one subject (the bed, or a role)."""
+
+    key: tuple[str, str | None]  # (condition, role)
+    present: bool  # beyond the limit now (onset side)
+    still: bool  # not yet clear (clear side, with hysteresis); implies alarm stays
+    value: float | None
+    limit: float | None
+    unit: str  # of value and limit: "bpm", "breaths/min", "s"
+    priority: str
+    delay_s: float = 0.0  # how long ``present`` must hold before the alarm sounds
+    technical: bool = False
+    detail: str = ""
+    #: the value is unknown this second (no valid estimate): an active alarm neither clears
+    #: nor re-triggers, and an onset in progress starts over. A parameter that flickers
+    #: between "low" and "unknown" must not make a new alarm each time (alarm fatigue).
+    unknown: bool = False
+
+
+class Condition(Protocol):
+    """What the engine needs of an alarm condition."""
+
+    @property
+    def key(self) -> str:
+        """E.g. "hr_high": the alarm's ``condition`` and its name in ``[alarms] enabled``."""
+
+    @property
+    def technical(self) -> bool:
+        """A technical alarm (the equipment), not a physiological one (the patient)."""
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        """The verdicts for this second (one per subject watched; may be none)."""
+
+
+#: Units of the two measured quantities, as alarm events carry them.
+UNITS = {Quantity.HR: "bpm", Quantity.RR: "breaths/min"}
+
+
+@dataclass(frozen=True)
+class LimitCondition:
+    """A limit on HR or RR: beyond ``limit`` on ``side`` (+1 above, -1 below) for the
+    alarm-condition delay to sound, back inside by the hysteresis to clear; an unknown value
+    changes nothing. Priority is medium, or high beyond the ``severe`` limit when it has one."""
+
+    key: str
+    quantity: Quantity
+    side: int
+    limit: Callable[[AlarmsConfig], float]
+    hysteresis: Callable[[AlarmsConfig], float]
+    severe: Callable[[AlarmsConfig], float] | None = None
+    technical: bool = False
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        hr = self.quantity == Quantity.HR
+        value = inp.hr_bpm if hr else inp.rr_bpm
+        role = inp.hr_role if hr else inp.rr_role
+        limit, hyst, unit = self.limit(cfg), self.hysteresis(cfg), UNITS[self.quantity]
+        severe = self.severe(cfg) if self.severe is not None else None
+        priority = (
+            "high"
+            if severe is not None and value is not None and self.side * (value - severe) > 0
+            else "medium"
+        )
+        if value is None:
+            present = still = False
+        else:
+            present = self.side * (value - limit) > 0
+            still = self.side * (value - (limit - self.side * hyst)) > 0
+        return [
+            Check(
+                (self.key, None),
+                present=present,
+                still=still,
+                value=value,
+                limit=limit,
+                unit=unit,
+                priority=priority,
+                delay_s=cfg.condition_delay_s,
+                detail=f"from {role}" if role and value is not None else "",
+                unknown=value is None,
+            )
+        ]
+
+
+class Apnea:
+    """No breath for ``apnea_delay_s``, counted from the last detected breath (or from the
+    start of monitoring), and only while a breath detector has signal: a lost or detached
+    sensor is a technical alarm, not an apnea. Always high priority."""
+
+    key: str = "apnea"
+    technical: bool = False
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        if not inp.breathing_monitored:
+            no_breath, value, detail = False, None, ""
+        else:
+            since_breath = t_s - (inp.last_breath_s if inp.last_breath_s is not None else 0.0)
+            no_breath = since_breath >= cfg.apnea_delay_s
+            value, detail = round(since_breath, 1), f"no breath for {since_breath:.0f} s"
+        return [
+            Check(
+                ("apnea", None),
+                present=no_breath,
+                still=no_breath,
+                value=value,
+                limit=cfg.apnea_delay_s,
+                unit="s",
+                priority="high",
+                detail=detail,
+            )
+        ]
+
+
+def _technical_priority(inp: AlarmInputs, cfg: AlarmsConfig) -> str:
+    """Low; high when every input is lost or off (the monitor sees nothing of the patient)."""
+    roles = inp.roles
+    all_lost = bool(roles) and all(
+        r.lost_s >= cfg.signal_lost_s or r.off_s > 0 for r in roles.values()
+    )
+    return "high" if all_lost else "low"
+
+
+class SignalLost:
+    """No samples of a role in use for ``signal_lost_s``."""
+
+    key: str = "signal_lost"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        prio = _technical_priority(inp, cfg)
+        for role, st in sorted(inp.roles.items()):
+            lost = st.lost_s >= cfg.signal_lost_s
+            yield Check(
+                ("signal_lost", role),
+                present=lost,
+                still=lost,
+                value=round(st.lost_s, 1),
+                limit=cfg.signal_lost_s,
+                unit="s",
+                priority=prio,
+                technical=True,
+                detail=f"no {role} samples for {st.lost_s:.0f} s",
+            )
+
+
+class SensorOff:
+    """A role's signal flat or stuck at a rail for ``sensor_off_s`` (impedance: 12 s)."""
+
+    key: str = "sensor_off"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        prio = _technical_priority(inp, cfg)
+        for role, st in sorted(inp.roles.items()):
+            off = st.off_s > 0 and st.lost_s < cfg.signal_lost_s
+            yield Check(
+                ("sensor_off", role),
+                present=off,
+                still=off,
+                value=round(st.off_s, 1),
+                limit=cfg.sensor_off_s,
+                unit="s",
+                priority=prio,
+                technical=True,
+                detail=f"{role} signal {st.off_reason}" if off else "",
+            )
+
+
+class PoorSignal:
+    """A role's estimators give no value for ``poor_signal_s`` while its signal is present."""
+
+    key: str = "poor_signal"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        for role, st in sorted(inp.roles.items()):
+            poor = st.poor_s >= cfg.poor_signal_s and st.lost_s < cfg.signal_lost_s
+            poor = poor and st.off_s == 0
+            yield Check(
+                ("poor_signal", role),
+                present=poor,
+                still=poor,
+                value=round(st.poor_s, 1),
+                limit=cfg.poor_signal_s,
+                unit="s",
+                priority="low",
+                technical=True,
+                detail=f"{role} quality too low to measure",
+            )
+
+
+class InferenceError:
+    """An estimator on a role (e.g. a model) raised an error this second."""
+
+    key: str = "inference_error"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        for role, st in sorted(inp.roles.items()):
+            err = bool(st.error)
+            yield Check(
+                ("inference_error", role),
+                present=err,
+                still=err,
+                value=None,
+                limit=None,
+                unit="",
+                priority="low",
+                technical=True,
+                detail=st.error,
+            )
+
+
+#: The registry: condition key -> condition, in the order the engine evaluates them.
+CONDITIONS: dict[str, Condition] = {}
+
+
+def register(condition: Condition) -> None:
+    """Add (or replace) an alarm condition; ``[alarms] enabled`` may then name its key."""
+    CONDITIONS[condition.key] = condition
+
+
+for _c in (
+    LimitCondition(
+        "hr_high",
+        Quantity.HR,
+        side=+1,
+        limit=lambda c: c.hr_high_bpm,
+        hysteresis=lambda c: c.hr_hysteresis_bpm,
+        severe=lambda c: c.hr_high_severe_bpm,
+    ),
+    LimitCondition(
+        "hr_low",
+        Quantity.HR,
+        side=-1,
+        limit=lambda c: c.hr_low_bpm,
+        hysteresis=lambda c: c.hr_hysteresis_bpm,
+        severe=lambda c: c.hr_low_severe_bpm,
+    ),
+    LimitCondition(
+        "rr_high",
+        Quantity.RR,
+        side=+1,
+        limit=lambda c: c.rr_high_bpm,
+        hysteresis=lambda c: c.rr_hysteresis_bpm,
+    ),
+    LimitCondition(
+        "rr_low",
+        Quantity.RR,
+        side=-1,
+        limit=lambda c: c.rr_low_bpm,
+        hysteresis=lambda c: c.rr_hysteresis_bpm,
+    ),
+    Apnea(),
+    SignalLost(),
+    SensorOff(),
+    PoorSignal(),
+    InferenceError(),
+):
+    register(_c)
