@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from device.dsp.buffers import RingBuffer
+from device.dsp.filters import CausalFilter
+from device.dsp.gaps import HoldGaps
+from device.dsp.quality import FlatLine
+from device.dsp.resample import Decimator
 from device.roles import CARDIAC_FS_HZ, RESP_FS_HZ
-from device.signal.buffers import RingBuffer
-from device.signal.filters import CausalFilter
-from device.signal.gaps import HoldGaps
-from device.signal.quality import FlatLine
-from device.signal.resample import Decimator
 
 #: Version of the window definition; bumped whenever a filter, rate or normalisation changes,
 #: so that a model trained on older windows is refused rather than fed different inputs.

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device.dsp.quality import SensorOff
 from device.roles import Role
-from device.signal.quality import SensorOff
 
 #: Windows judged for flat/saturated signal. Cardiac signals swing every beat, so a few seconds
 #: tell; breathing has normal pauses of several seconds at end-expiration, so impedance needs a

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device.dsp.gaps import HoldGaps
+from device.dsp.resample import Resampler
 from device.estimators.base import Estimate, Estimator
 from device.estimators.breaths import BreathIntervalRR
 from device.inputs import RoleInput, RoleTracker
 from device.messages import Vitals
 from device.roles import EstimateKey, Quantity, Role
-from device.signal.gaps import HoldGaps
-from device.signal.resample import Resampler
 
 #: Preference order of sources for each quantity: ECG is the reference for heart rate
 #: (a PPG pulse rate lags and misses beats in arrhythmia); thoracic impedance is the

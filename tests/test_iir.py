@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from device.signal.filters import butter_sos, sos_filter, sos_steady_state
-from device.signal.peaks import find_peaks
+from device.dsp.filters import butter_sos, sos_filter, sos_steady_state
+from device.dsp.peaks import find_peaks
 
 BIDMC = Path(__file__).resolve().parents[1] / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.dsp.buffers import RingBuffer
+from device.dsp.filters import CausalFilter
+from device.dsp.gaps import HoldGaps
+from device.dsp.resample import Decimator
 from device.estimators.base import Estimate
 from device.roles import Quantity, Role
-from device.signal.buffers import RingBuffer
-from device.signal.filters import CausalFilter
-from device.signal.gaps import HoldGaps
-from device.signal.resample import Decimator
 
 #: Internal rate: breath sounds are strongest at 100-1000 Hz; 2 kHz keeps up to 800 Hz.
 AUDIO_FS_HZ = 2000.0

@@ -13,11 +13,11 @@ from typing import Protocol
 
 import numpy as np
 
+from device.dsp.buffers import RingBuffer
+from device.dsp.filters import CausalFilter
+from device.dsp.gaps import HoldGaps
+from device.dsp.quality import FlatLine
 from device.roles import EstimateKey, Quantity, Role
-from device.signal.buffers import RingBuffer
-from device.signal.filters import CausalFilter
-from device.signal.gaps import HoldGaps
-from device.signal.quality import FlatLine
 
 
 @dataclass(frozen=True)

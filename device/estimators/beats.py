@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.dsp.filters import CausalFilter
+from device.dsp.peaks import find_peaks, parabolic_peak_offset
+from device.dsp.quality import robust_range
 from device.estimators.base import Estimate, Windowed
 from device.roles import CARDIAC_FS_HZ, Quantity, Role
-from device.signal.filters import CausalFilter
-from device.signal.peaks import find_peaks, parabolic_peak_offset
-from device.signal.quality import robust_range
 
 #: Slowest heart rate we report: 25 bpm; a longer pause is a gap, not a rate.
 HR_MIN_BPM = 25.0

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.dsp.filters import CausalFilter
+from device.dsp.peaks import find_peaks, parabolic_peak_offset
+from device.dsp.quality import robust_range
 from device.estimators.base import Estimate, Windowed
 from device.roles import RESP_FS_HZ, Quantity, Role
-from device.signal.filters import CausalFilter
-from device.signal.peaks import find_peaks, parabolic_peak_offset
-from device.signal.quality import robust_range
 
 #: Fastest breathing we report: 70 breaths/min (neonates ~60); slowest 3 (apnea is alarmed
 #: separately, from the time since the last breath).

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.dsp.buffers import RingBuffer
+from device.dsp.filters import CausalFilter
+from device.dsp.gaps import HoldGaps
+from device.dsp.peaks import parabolic_peak_offset
+from device.dsp.resample import Decimator
 from device.estimators.base import Estimate
 from device.estimators.beats import BeatIntervalHR
 from device.roles import CARDIAC_FS_HZ, Quantity, Role
-from device.signal.buffers import RingBuffer
-from device.signal.filters import CausalFilter
-from device.signal.gaps import HoldGaps
-from device.signal.peaks import parabolic_peak_offset
-from device.signal.resample import Decimator
 
 #: PPG modulation series are sampled at 5 Hz (beats come at most ~4 per second).
 _MOD_FS_HZ = 5.0

@@ -29,7 +29,8 @@ from typing import Any
 
 from device.errors import UserError
 
-DEFAULT_RECORDING = Path(__file__).resolve().parents[2] / "device" / "data" / "bidmc_09_excerpt.csv.gz"
+DATA = Path(__file__).resolve().parents[2] / "device" / "data"
+DEFAULT_RECORDING = DATA / "bidmc_09_excerpt.csv.gz"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

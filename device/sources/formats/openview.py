@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from device.signal.gaps import forward_fill
+from device.dsp.gaps import forward_fill
 from device.sources.formats.base import BoardFormat
 
 SOF = b"\x0a\xfa"

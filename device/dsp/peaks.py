@@ -1,7 +1,7 @@
 """Peak finding with numpy alone: local maxima filtered by height, distance and prominence.
 
 The same rules as ``scipy.signal.find_peaks`` for those three criteria (the device does not
-import ``scipy.signal``: see ``device/signal/filters.py`` for why); ``tests/test_signal.py``
+import ``scipy.signal``: see ``device/dsp/filters.py`` for why); ``tests/test_signal.py``
 checks that both return the same peaks on real signals.
 
 - a peak is a sample, or the middle of a flat top, higher than its neighbours on both sides;

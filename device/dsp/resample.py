@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from device.signal.filters import CausalFilter
+from device.dsp.filters import CausalFilter
 
 
 class Resampler:
