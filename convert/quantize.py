@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-QUANTS = ("float32", "float16", "dynamic", "int8")
-
 
 def convert(req: dict[str, Any]) -> bytes:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

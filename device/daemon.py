@@ -192,6 +192,8 @@ class Daemon:
     # -- frames, gaps, messages ------------------------------------------------------------
     def _take(self, frame: Frame) -> None:
         self.counters["frames"] += 1
+        if frame.restart:
+            self._restart_core(frame.source)
         for role, x in frame.samples.items():
             self.monitor.feed(role, x)
         for role, n in frame.n_lost.items():
@@ -215,6 +217,25 @@ class Daemon:
             clock.last_frame = clock.gapped_until = now
             clock.debt = dict.fromkeys(clock.debt, 0.0)
 
+    def _restart_core(self, source: str) -> None:
+        """A looping replay went back to its beginning: that is not the same patient a
+        moment later, so a new core (estimators, alarm engine, signal clock) starts there.
+        Alarms still open are ended with that reason, not as if their condition had gone."""
+        self._publish(self.monitor.step())
+        t_s = self.monitor.t_s
+        log.warning(
+            "%s looped after %.0f s of signal: monitoring restarts there with a new signal clock",
+            source,
+            t_s,
+        )
+        ended = self.monitor.alarms.end_all(t_s, "the recording looped; monitoring restarted")
+        self._publish(ended)
+        epoch = self.monitor.epoch_s + t_s  # alarm ids stay unique across passes
+        fs = {str(r): f for r, f in self.monitor.pipeline.fs_hz.items()}
+        self.monitor = Monitor.for_inputs(fs, self.cfg, bed=self.bed)
+        self.monitor.epoch_s = self.monitor.alarms.epoch_s = epoch
+        self.counters["restarts"] = self.counters.get("restarts", 0) + 1
+
     def _feed_silence(self, now: float) -> None:
         for clock in self._clocks.values():
             if now - clock.last_frame < clock.silence_s:
@@ -229,7 +250,7 @@ class Daemon:
                     self.monitor.feed_gap(role, n)
                     clock.gap_samples[role] += n
 
-    def _publish(self, messages: list[Message]) -> None:
+    def _publish(self, messages: Sequence[Message]) -> None:
         alarms_changed = False
         for msg in messages:
             ts = self._ts(msg)

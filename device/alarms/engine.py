@@ -187,6 +187,16 @@ class AlarmEngine:
             events.append(self._clear(alarm, t))
         return events
 
+    def end_all(self, t_s: float, reason: str) -> list[AlarmEvent]:
+        """Clear every open alarm because monitoring itself ends or restarts (not because its
+        condition went away): the events say why in ``detail``."""
+        events = []
+        for alarm in list(self._alarms.values()):
+            alarm.detail = reason
+            events.append(self._clear(alarm, t_s))
+        self._since.clear()
+        return events
+
     def summary(self) -> list[dict[str, Any]]:
         """Alarms active, latched or acknowledged-but-present, highest priority first."""
         alarms = sorted(

@@ -15,11 +15,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import IO
 
-from device.errors import UserError
+from device.messages import Vitals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,10 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device.config import load_config
+    import time
+
+    from device.config import JsonlConfig, load_config
     from device.offline import process_recording
     from device.recording import describe_gaps, read_recording
+    from device.sinks.jsonl import JsonlSink
 
+    t0 = time.monotonic()
     cfg = load_config(args.config)
     rec = read_recording(
         args.input, fs_hz=args.fs or cfg.recording.fs_hz, role_map=cfg.recording.roles or None
@@ -64,20 +66,38 @@ def run(args: argparse.Namespace) -> int:
         rec = rec.restricted([r.strip() for r in args.use.split(",") if r.strip()])
     for line in describe_gaps(rec):
         print(f"bedside process: warning: {line}", file=sys.stderr)
-    out: IO[str]
-    if args.jsonl == "-":
-        out = sys.stdout
-    else:
-        try:
-            out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as e:
-            raise UserError(
-                f"{args.jsonl}: cannot write ({e.strerror})", "choose a writable path"
-            ) from None
+    sink = JsonlSink(JsonlConfig(path=args.jsonl, append=False))
+    sink.start()
+    n_vitals = n_hr = n_rr = n_alarms = 0
+    used: dict[str, set[str]] = {"hr": set(), "rr": set()}
     try:
         for msg in process_recording(rec, cfg, chunk=args.chunk):
-            out.write(json.dumps(msg.to_record(), separators=(",", ":")) + "\n")
+            sink.send(msg, 0.0)
+            if isinstance(msg, Vitals):
+                n_vitals += 1
+                n_hr += msg.hr_bpm is not None
+                n_rr += msg.rr_bpm is not None
+                for q, src, model in (
+                    ("hr", msg.hr_source, msg.hr_model),
+                    ("rr", msg.rr_source, msg.rr_model),
+                ):
+                    if src is not None:
+                        used[q].add(f"{src}/{model}")
+            else:
+                n_alarms += 1
     finally:
-        if out is not sys.stdout:
-            out.close()
+        sink.stop()
+    took = time.monotonic() - t0
+    print(
+        f"bedside process: {rec.duration_s:.0f} s of {', '.join(sorted(rec.roles))} -> "
+        f"{n_vitals} vitals (HR in {_share(n_hr, n_vitals)}, from "
+        f"{', '.join(sorted(used['hr'])) or '-'}; RR in {_share(n_rr, n_vitals)}, from "
+        f"{', '.join(sorted(used['rr'])) or '-'}), {n_alarms} alarm events, "
+        f"{took:.1f} s ({rec.duration_s / max(took, 1e-9):.0f}x real time)",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _share(n: int, total: int) -> str:
+    return f"{100.0 * n / total:.0f} %" if total else "0 %"

@@ -25,12 +25,15 @@ class Frame:
     ``samples[role]`` holds consecutive samples at that role's rate. ``lost`` frames carry
     no data: ``n_lost[role]`` samples of a role that the source could not deliver (a port
     gone, a device unplugged); the core sees them as gaps and the clock keeps going.
+    ``restart``: the source starts over from here (a looping replay back at its beginning):
+    what follows is not a continuation of what came before, so the core starts afresh.
     """
 
     source: str
     samples: dict[str, np.ndarray] = field(default_factory=dict)
     n_lost: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0  # time.monotonic() when the frame was read
+    restart: bool = False
 
 
 class FrameQueue:

@@ -109,6 +109,8 @@ class ReplaySource(ThreadedSource):
                 pos = 0
                 with self._lock:
                     self._loops += 1
+                # the start of the recording does not follow on from its end
+                out.put(Frame(source=self.name, restart=True, wall_s=time.monotonic()))
             while out.qsize() > BACKLOG_FRAMES and not stop.is_set():
                 with self._lock:
                     self._waits += 1
