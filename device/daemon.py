@@ -22,6 +22,7 @@ Threads and who owns what::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -32,8 +33,9 @@ from typing import Any
 from device.config import Config
 from device.messages import SCHEMA_VERSION, iso_utc
 from device.monitor import Monitor
+from device.notify import READY_WAIT_S, SINK_S, Supervisor, summary_line
 from device.publisher import Publisher
-from device.sources.base import Frame, FrameQueue, Source
+from device.sources.base import Frame, FrameQueue, Source, ThreadedSource
 
 log = logging.getLogger("bedside.daemon")
 
@@ -71,6 +73,10 @@ class _SourceClock:
         if self.interval_s == 0.0:
             return SILENCE_UNKNOWN_RHYTHM_S
         return max(SILENCE_GAP_S, 2.0 * self.interval_s)
+
+
+def _finished(source: Source) -> bool:
+    return source.finished
 
 
 class Daemon:
@@ -113,16 +119,24 @@ class Daemon:
         self._clocks: dict[str, _SourceClock] = {}
         self._last_status = 0.0
         self._connects_seen = 0
+        #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
+        self.sd = Supervisor.from_environ()
 
     # -- the main loop ---------------------------------------------------------------------
     def run(self) -> int:
         """Run until the stop event is set or every (finite) source has finished; exit code 0."""
         self.publisher.set_status(self._status())
+        self.publisher.heartbeat = self.sd.watch("sink", SINK_S)
+        beat_core = self.sd.watch("core")
+        for s in self.sources:
+            if isinstance(s, ThreadedSource):
+                s.heartbeat = self.sd.watch(s.name, done=functools.partial(_finished, s))
+        self.sd.start()
         self.publisher.start()
         started: list[Source] = []
         failed = False
         try:
-            now = time.monotonic()
+            now = started_at = time.monotonic()
             for s in self.sources:
                 if getattr(s, "live", True) and not getattr(s, "reports_gaps", False):
                     self._clocks[s.name] = _SourceClock(s, now)
@@ -135,6 +149,13 @@ class Daemon:
                 )
             self._last_status = time.monotonic()
             while not self.stop.is_set():
+                beat_core()
+                tried = (
+                    self.publisher.counters["connects"]
+                    or self.publisher.counters["connection_failures"]
+                )
+                if not self.sd.is_ready and (tried or time.monotonic() - started_at > READY_WAIT_S):
+                    self.sd.ready()  # sources started, first broker connection tried
                 frame = self.queue.get(timeout=POLL_S)
                 if frame is not None:
                     self._take(frame)
@@ -162,6 +183,7 @@ class Daemon:
             failed = True
             raise
         finally:
+            self.sd.stopping()
             self.stop.set()
             for s in reversed(started):
                 s.join(timeout=5.0)
@@ -224,7 +246,11 @@ class Daemon:
         for msg in messages:
             if msg.kind == "vitals":
                 self.counters["vitals"] += 1
-                self.publisher.publish_vitals(msg.to_payload(self.bed, self._ts(msg)))
+                payload = msg.to_payload(self.bed, self._ts(msg))
+                self.publisher.publish_vitals(payload)
+                mqtt = self.publisher.status_counters()
+                alarms = self.monitor.alarm_summary()
+                self.sd.status(summary_line(self.bed, payload, {"alarms": alarms, "mqtt": mqtt}))
             elif msg.kind == "alarm":
                 self.counters["alarm_events"] += 1
                 alarms_changed = True

@@ -223,6 +223,9 @@ class Publisher:
         self._stopping = False
         self._in_outage = False  # an outage has been logged; the next success ends it
         self._status: dict[str, Any] = {}
+        #: called from paho's network thread in each callback: the daemon's watchdog counts it
+        #: as the sink's progress (device.notify); None: nobody listens
+        self.heartbeat: Callable[[], None] | None = None
         self._mid_key: dict[int, str] = {}  # paho message id of an alarm -> its outbox key
         self._acked: dict[int, float] = {}  # message ids the broker acknowledged -> when
         self.counters = {
@@ -400,6 +403,10 @@ class Publisher:
         self.client.will_set(self.topic_status, _dumps(will), qos=1, retain=True)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -408,6 +415,7 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
+        self._beat()
         if reason_code.is_failure:
             self.counters["connection_failures"] += 1
             if not self._in_outage:
@@ -427,6 +435,7 @@ class Publisher:
         client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._beat()
         self.counters["connection_failures"] += 1
         if not self._in_outage:
             # paho calls this from inside its ``except OSError``: the reason is the active exception
@@ -447,6 +456,7 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
+        self._beat()
         was = self._connected.is_set()
         self._connected.clear()
         if was:
@@ -468,10 +478,12 @@ class Publisher:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
     ) -> None:
+        self._beat()
         with self._lock:
             self._acked[mid] = time.monotonic()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._beat()
         if not msg.topic.startswith(self._cmd_prefix):
             return
         self.counters["commands_received"] += 1
