@@ -238,6 +238,7 @@ def _register_builtin_sections() -> None:
         "device.sources.serial",
         "device.sources.audio",
         "device.inference",
+        "device.logs",
     ):
         try:
             importlib.import_module(module)

@@ -31,6 +31,7 @@ import sys
 import threading
 from types import FrameType
 
+from device import logs
 from device.config import Config, ConfigError, load_config
 from device.errors import UserError
 
@@ -210,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg = apply_flags(load_config(args.config), args)
     validate(cfg)
+    logs.apply_config(cfg.extra.get("log"), getattr(args, "verbose", 0))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
