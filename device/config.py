@@ -50,7 +50,11 @@ class MqttConfig:
         "MQTT keepalive in seconds; the broker publishes the last will after 1.5x this", 10
     )
     username: str = doc("broker user name (empty: anonymous)", "")
-    password_file: str = doc("file holding the broker password (kept out of the config)", "")
+    password_file: str = doc(
+        "file holding the broker password (kept out of the config); empty: the systemd "
+        "credential mqtt-password ($CREDENTIALS_DIRECTORY, LoadCredential= in the unit) if any",
+        "",
+    )
     outbox_path: str = doc(
         "file where unacknowledged QoS 1 alarm messages are kept across restarts; empty: "
         "/var/lib/bedside/<bed>-outbox.jsonl when writable, else in memory only",

@@ -36,13 +36,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config import MqttConfig
+from device.credentials import MQTT_PASSWORD, credential, state_directory
 from device.errors import UserError
 from device.messages import SCHEMA_VERSION, iso_utc
 
 log = logging.getLogger("bedside.mqtt")
 
 #: default place for the outbox; systemd's StateDirectory=bedside creates it for the service
-DEFAULT_STATE_DIR = Path("/var/lib/bedside")
+#: and names it in $STATE_DIRECTORY
+DEFAULT_STATE_DIR = state_directory(Path("/var/lib/bedside"))
 #: reconnect backoff: first retry after 1 s, doubling up to 30 s, so a broker back after a
 #: restart is found within half a minute without hammering one that is down for long
 RECONNECT_MIN_S = 1
@@ -513,7 +515,7 @@ def _finite(obj: Any) -> Any:
 
 def _read_password(path: str) -> str | None:
     if not path:
-        return None
+        return credential(MQTT_PASSWORD)  # LoadCredential= in the unit
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as e:
