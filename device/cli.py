@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "play a recording into a serial port (or a pty) like a sensor board, "
         "or into raw PCM for ALSA",
     ),
+    "install": (
+        "device.commands.install",
+        "install, upgrade or remove the systemd service (venv in /opt/bedside, config, user)",
+    ),
     "train": (
         "convert.commands.train",
         "train an HR or RR model on recordings (needs the [convert] extra)",
