@@ -145,23 +145,33 @@ class Host:
         print(f"        {text}", flush=True)
 
     # -- commands ----------------------------------------------------------------------------
-    def system(self, argv: list[str]) -> None:
-        """A command that changes the running system: run it, or under --root record it."""
+    def system(self, argv: list[str], check: bool = True) -> str | None:
+        """A command that changes the running system: run it, or under --root record it.
+        Returns None when it succeeded (or was not run), else its error output; ``check``
+        makes a failure an error."""
         line = shlex.join(argv)
         if self.dry_run:
             self.note(f"$ {line}")
-            return
+            return None
         if self.root is not None:
             self.note(f"$ {line}   (--root: recorded, not run)")
             rec = self.path(RECORD)
             rec.parent.mkdir(parents=True, exist_ok=True)
             with rec.open("a", encoding="utf-8") as f:
                 f.write(line + "\n")
-            return
+            return None
         self.note(f"$ {line}")
-        out = subprocess.run(argv, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise UserError(f"{line} failed: {(out.stderr or out.stdout).strip()}", "see above")
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True)
+        except FileNotFoundError:
+            fix = "is this a systemd machine? (--root DIR to try the install)"
+            raise UserError(f"{argv[0]} not found", fix) from None
+        if out.returncode == 0:
+            return None
+        error = (out.stderr or out.stdout).strip() or f"exit status {out.returncode}"
+        if check:
+            raise UserError(f"{line} failed: {error}", "see above")
+        return error
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """A command that works inside our own folders (venv, pip, checks): always run."""
@@ -412,7 +422,10 @@ class Systemd:
         self.h = h
 
     def _query(self, verb: str) -> bool:
-        out = subprocess.run(["systemctl", verb, "--quiet", SERVICE], capture_output=True)
+        try:
+            out = subprocess.run(["systemctl", verb, "--quiet", SERVICE], capture_output=True)
+        except FileNotFoundError:  # no systemd here: nothing is enabled or running
+            return False
         return out.returncode == 0
 
     def enabled(self) -> bool:
@@ -445,13 +458,15 @@ class Systemd:
 
     def start(self, verb: str) -> tuple[bool, str]:
         """``start`` or ``restart``; (it is running and said READY, message)."""
-        self.h.system(["systemctl", verb, SERVICE])
+        error = self.h.system(["systemctl", verb, SERVICE], check=False)
         if self.h.dry_run:
             return True, ""
         if self.h.root is not None:
             ok, msg = self._trial_start()
             self._sim_set(active=ok)
             return ok, msg
+        if error is not None:
+            return False, f"{error}; see journalctl -u {SERVICE} -n 50"
         if not self._query("is-active"):
             return False, f"the service is not active: see journalctl -u {SERVICE} -n 50"
         return True, ""
