@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from device import __version__
+from device import __version__, logs
 from device.errors import UserError
 
 #: subcommand -> (module, one-line help)
@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lab.emulator",
         "play a recording into a serial port (or a pty) like a sensor board, "
         "or into raw PCM for ALSA",
+    ),
+    "install": (
+        "device.commands.install",
+        "install, upgrade or remove the systemd service (venv in /opt/bedside, config, user)",
     ),
     "train": (
         "convert.commands.train",
@@ -79,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.setup(level)  # one line per record; journald priorities under systemd
     try:
         return int(args._module.run(args) or 0)
     except UserError as e:

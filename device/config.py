@@ -58,7 +58,11 @@ class MqttConfig:
         "MQTT keepalive in seconds; the broker publishes the last will after 1.5x this", 10
     )
     username: str = doc("broker user name (empty: anonymous)", "")
-    password_file: str = doc("file holding the broker password (kept out of the config)", "")
+    password_file: str = doc(
+        "file holding the broker password (kept out of the config); empty: the systemd "
+        "credential mqtt-password ($CREDENTIALS_DIRECTORY, LoadCredential= in the unit) if any",
+        "",
+    )
     outbox_path: str = doc(
         "file where unacknowledged QoS 1 alarm messages are kept across restarts; empty: "
         "/var/lib/bedside/<bed>-outbox.jsonl when writable, else in memory only",
@@ -335,6 +339,21 @@ class JsonlConfig:
 
 
 @dataclass
+class LogConfig:
+    """What the daemon logs (one line per record; journald priorities under systemd)."""
+
+    level: str = doc(
+        "least severe messages logged: debug, info, warning or error (bedside -v/-vv override it)",
+        "info",
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.level.lower() not in ("debug", "info", "warning", "error"):
+            return "level", f"{self.level!r} is not one of debug, info, warning, error"
+        return None
+
+
+@dataclass
 class Config:
     """The whole configuration: one typed section per TOML table."""
 
@@ -347,6 +366,7 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     jsonl: JsonlConfig = field(default_factory=JsonlConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -471,6 +491,12 @@ def load_config(path: str | Path | None) -> Config:
     return parse_config(data, str(p))
 
 
+def sections() -> list[tuple[str, type]]:
+    """(name, dataclass) of every section, in the order of ``Config``."""
+    hints = typing.get_type_hints(Config)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(Config)]
+
+
 def _default_of(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -522,7 +548,6 @@ def reference_markdown() -> str:
         "`device.config.reference_markdown()`.",
         "",
     ]
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
-        lines += _section_rows(f.name, hints[f.name])
+    for name, cls in sections():
+        lines += _section_rows(name, cls)
     return "\n".join(lines)

@@ -22,6 +22,7 @@ Threads and who owns what::
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -32,8 +33,9 @@ from device.config import Config
 from device.estimators.registry import describe
 from device.messages import iso_utc
 from device.monitor import Message, Monitor
+from device.notify import READY_WAIT_S, SINK_S, Supervisor, summary_line
 from device.sinks import Ack, Command, Sink, Status
-from device.sources.base import Frame, FrameQueue, Source
+from device.sources.base import Frame, FrameQueue, Source, ThreadedSource
 
 log = logging.getLogger("bedside.daemon")
 
@@ -71,6 +73,10 @@ class _SourceClock:
         if self.interval_s == 0.0:
             return SILENCE_UNKNOWN_RHYTHM_S
         return max(SILENCE_GAP_S, 2.0 * self.interval_s)
+
+
+def _finished(source: Source) -> bool:
+    return source.finished
 
 
 class Daemon:
@@ -117,6 +123,9 @@ class Daemon:
         self._clocks: dict[str, _SourceClock] = {}
         self._last_status = 0.0
         self._connects_seen = 0
+        #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
+        self.sd = Supervisor.from_environ()
+        self._last_vitals: dict[str, object] | None = None
 
     # -- the main loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -125,12 +134,20 @@ class Daemon:
             log.info("estimator: %s", line)
         status = self._status()
         for sink in self.sinks:
+            if sink.threaded:  # a sink with a thread of its own is a stage of the watchdog
+                sink.heartbeat = self.sd.watch(f"sink:{sink.key}", SINK_S)
+        beat_core = self.sd.watch("core")
+        for s in self.sources:
+            if isinstance(s, ThreadedSource):
+                s.heartbeat = self.sd.watch(s.name, done=functools.partial(_finished, s))
+        self.sd.start()
+        for sink in self.sinks:
             sink.set_status(status)
             sink.start()
         started: list[Source] = []
         failed = False
         try:
-            now = time.monotonic()
+            now = started_at = time.monotonic()
             for s in self.sources:
                 if getattr(s, "live", True) and not getattr(s, "reports_gaps", False):
                     self._clocks[s.name] = _SourceClock(s, now)
@@ -143,6 +160,12 @@ class Daemon:
                 )
             self._last_status = time.monotonic()
             while not self.stop.is_set():
+                beat_core()
+                if not self.sd.is_ready and (
+                    all(sink.tried for sink in self.sinks)
+                    or time.monotonic() - started_at > READY_WAIT_S
+                ):
+                    self.sd.ready()  # sources started, first broker connection tried
                 frame = self.queue.get(timeout=POLL_S)
                 if frame is not None:
                     self._take(frame)
@@ -169,6 +192,7 @@ class Daemon:
             failed = True
             raise
         finally:
+            self.sd.stopping()
             self.stop.set()
             for s in reversed(started):
                 s.join(timeout=5.0)
@@ -256,6 +280,7 @@ class Daemon:
             ts = self._ts(msg)
             if not isinstance(msg, AlarmEvent):
                 self.counters["vitals"] += 1
+                self._last_vitals = msg.to_record()
             else:
                 self.counters["alarm_events"] += 1
                 alarms_changed = True
@@ -271,6 +296,9 @@ class Daemon:
                 sink.send(msg, ts)
         if alarms_changed:
             self._send_status()
+        if messages:
+            status = self._status().to_payload()
+            self.sd.status(summary_line(self.bed, self._last_vitals, status))
 
     def _ts(self, msg: Message) -> float:
         """Wall-clock time of a message: for live sources the moment its signal time was

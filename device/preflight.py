@@ -58,7 +58,7 @@ def check_values(cfg: Config) -> None:
         )
     if not cfg.replay.speed > 0:
         raise ConfigError(f"replay.speed = {cfg.replay.speed} must be > 0", "1.0 is real time")
-    for name in ("serial", "audio", "alarms", "models"):
+    for name in ("serial", "audio", "alarms", "models", "log"):
         problem = getattr(cfg, name).validate()
         if problem:
             raise ConfigError(f"'{name}.{problem[0]}': {problem[1]}", "see docs/configuration.md")

@@ -31,6 +31,7 @@ import sys
 import threading
 from types import FrameType
 
+from device import logs
 from device.config import Config, load_config
 from device.errors import UserError
 
@@ -155,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bedside run: {args.config or 'flags'}: configuration is valid")
         return 0
     cfg = apply_flags(load_config(args.config), args)
+    logs.apply_config(cfg.log, getattr(args, "verbose", 0))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -7,7 +7,7 @@ one entry in ``device.sinks.SINKS``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +64,14 @@ class Sink(Protocol):
     """What the daemon needs of an output."""
 
     key: str  # the registry key, e.g. "mqtt"
+    #: works in a thread of its own (a network client): then the daemon's watchdog watches
+    #: it, and it calls ``heartbeat`` from that thread whenever it makes progress
+    threaded: bool
+    heartbeat: Callable[[], None] | None
+
+    @property
+    def tried(self) -> bool:
+        """Its first attempt to reach its destination is over (done or failed)."""
 
     def start(self) -> None:
         """Open the output (never blocks on a missing broker)."""

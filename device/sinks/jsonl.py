@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from device.config import JsonlConfig
@@ -18,6 +19,12 @@ from device.sinks.base import Command, Status
 
 class JsonlSink:
     key = "jsonl"
+    threaded = False  # writes from the daemon's own loop
+    heartbeat: Callable[[], None] | None = None
+
+    @property
+    def tried(self) -> bool:
+        return self._out is not None
 
     def __init__(self, cfg: JsonlConfig) -> None:
         self.path = cfg.path

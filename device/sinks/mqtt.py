@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config import MqttConfig
+from device.credentials import MQTT_PASSWORD, credential, state_directory
 from device.errors import UserError
 from device.messages import SCHEMA_VERSION, iso_utc
 from device.monitor import Message
@@ -46,7 +47,8 @@ from device.sinks.base import Ack, Command, Status
 log = logging.getLogger("bedside.mqtt")
 
 #: default place for the outbox; systemd's StateDirectory=bedside creates it for the service
-DEFAULT_STATE_DIR = Path("/var/lib/bedside")
+#: and names it in $STATE_DIRECTORY
+DEFAULT_STATE_DIR = state_directory(Path("/var/lib/bedside"))
 #: reconnect backoff: first retry after 1 s, doubling up to 30 s, so a broker back after a
 #: restart is found within half a minute without hammering one that is down for long
 RECONNECT_MIN_S = 1
@@ -227,6 +229,9 @@ class Publisher:
         self._stopping = False
         self._in_outage = False  # an outage has been logged; the next success ends it
         self._status: dict[str, Any] = {}
+        #: called from paho's network thread in each callback: the daemon's watchdog counts it
+        #: as the sink's progress (device.notify); None: nobody listens
+        self.heartbeat: Callable[[], None] | None = None
         self._mid_key: dict[int, str] = {}  # paho message id of an alarm -> its outbox key
         self._acked: dict[int, float] = {}  # message ids the broker acknowledged -> when
         self.counters = {
@@ -404,6 +409,10 @@ class Publisher:
         self.client.will_set(self.topic_status, _dumps(will), qos=1, retain=True)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -412,6 +421,7 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
+        self._beat()
         if reason_code.is_failure:
             self.counters["connection_failures"] += 1
             if not self._in_outage:
@@ -431,6 +441,7 @@ class Publisher:
         client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._beat()
         self.counters["connection_failures"] += 1
         if not self._in_outage:
             # paho calls this from inside its ``except OSError``: the reason is the active exception
@@ -451,6 +462,7 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
+        self._beat()
         was = self._connected.is_set()
         self._connected.clear()
         if was:
@@ -472,10 +484,12 @@ class Publisher:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
     ) -> None:
+        self._beat()
         with self._lock:
             self._acked[mid] = time.monotonic()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._beat()
         if not msg.topic.startswith(self._cmd_prefix):
             return
         self.counters["commands_received"] += 1
@@ -505,7 +519,7 @@ def _finite(obj: Any) -> Any:
 
 def _read_password(path: str) -> str | None:
     if not path:
-        return None
+        return credential(MQTT_PASSWORD)  # LoadCredential= in the unit
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as e:
@@ -523,6 +537,7 @@ class MqttSink:
     """The daemon's view of MQTT: messages to topics, ``cmd/ack`` to ``Ack`` commands."""
 
     key = "mqtt"
+    threaded = True  # paho's network thread
 
     def __init__(self, cfg: MqttConfig, bed: str) -> None:
         path = outbox_path_for(cfg, bed)
@@ -588,6 +603,19 @@ class MqttSink:
 
     def counters(self) -> dict[str, Any]:
         return {**self.publisher.status_counters(), "commands_rejected": dict(self.rejected)}
+
+    @property
+    def heartbeat(self) -> Callable[[], None] | None:
+        return self.publisher.heartbeat
+
+    @heartbeat.setter
+    def heartbeat(self, beat: Callable[[], None] | None) -> None:
+        self.publisher.heartbeat = beat  # called in each paho callback
+
+    @property
+    def tried(self) -> bool:
+        c = self.publisher.counters
+        return bool(c["connects"] or c["connection_failures"])
 
     @property
     def connects(self) -> int:

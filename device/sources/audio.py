@@ -120,6 +120,7 @@ class AudioSource(ThreadedSource):
         down_since: float | None = None
         try:
             while not stop.is_set():
+                self._beat()
                 if stream is None:
                     try:
                         stream = self._open()

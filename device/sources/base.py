@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -96,6 +97,13 @@ class ThreadedSource:
     name: str
     roles: dict[str, float]
     _thread: threading.Thread | None = None
+    #: called from the source's thread each time round its loop (a frame read, a reopen tried):
+    #: the daemon's watchdog counts it as progress (device.notify); None: nobody listens
+    heartbeat: Callable[[], None] | None = None
+
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
 
     def start(self, out: FrameQueue, stop: threading.Event) -> None:
         self._thread = threading.Thread(

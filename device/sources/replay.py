@@ -103,6 +103,7 @@ class ReplaySource(ThreadedSource):
         pos = 0  # position in the recording
         delivered = 0  # samples per role since start, across loops: the signal clock
         while not stop.is_set():
+            self._beat()
             if pos >= n:
                 if not self.loop:
                     break
@@ -112,6 +113,7 @@ class ReplaySource(ThreadedSource):
                 # the start of the recording does not follow on from its end
                 out.put(Frame(source=self.name, restart=True, wall_s=time.monotonic()))
             while out.qsize() > BACKLOG_FRAMES and not stop.is_set():
+                self._beat()  # waiting for the core is this thread's work, not a hang
                 with self._lock:
                     self._waits += 1
                 stop.wait(MIN_FRAME_WALL_S)

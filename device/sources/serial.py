@@ -139,6 +139,7 @@ class SerialSource(ThreadedSource):
         stalled = False
         try:
             while not stop.is_set():
+                self._beat()
                 now = time.monotonic()
                 if port is None:
                     if now >= next_try:
