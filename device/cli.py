@@ -46,7 +46,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "eval": (
         "convert.commands.evaluate",
-        "score a TFLite model on recordings: MAE, coverage, plots (needs [convert])",
+        "score a TFLite model on recordings: MAE, coverage, plots (needs [convert]); "
+        "without --model, an HTML report of the appliance's core (and NeuroKit2)",
+    ),
+    "station": (
+        "station.commands.serve",
+        "serve the central-station web page (live tiles and alarms over MQTT websockets)",
+    ),
+    "watch": (
+        "station.commands.watch",
+        "a live terminal table of every bed: HR, RR, quality, alarms, online/offline",
+    ),
+    "ack": (
+        "station.commands.ack",
+        "acknowledge an alarm from the shell (publishes <prefix>/<bed>/cmd/ack)",
+    ),
+    "export": (
+        "station.commands.export",
+        "convert 'bedside process' JSON lines to a FHIR R4 Bundle of vital-signs Observations",
     ),
 }
 
@@ -66,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if not (e.name or "").startswith((module, "convert.commands", "device.commands")):
+            if not (e.name or "").startswith(
+                (module, "convert.commands", "device.commands", "station.commands")
+            ):
                 raise
             continue  # a command not built yet in this checkout
         p = sub.add_parser(
