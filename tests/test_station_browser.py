@@ -237,3 +237,58 @@ def test_station_page_shows_bed_alarms_acknowledge_and_last_will(
         assert not console, f"errors in the page: {console}"
     finally:
         stop(daemon, signal.SIGKILL)
+
+
+@pytest.mark.e2e
+def test_station_page_puts_historical_vitals_in_the_trend_never_as_current(
+    mosquitto_factory, mqtt_listener, station_server, browser
+) -> None:  # type: ignore[no-untyped-def]
+    """Store-and-forward seconds (``"historical": true``, late, with their own ``ts``) go into
+    the trend only; a second delivered twice (same ``seq``) is counted once."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    broker = mosquitto_factory(websockets=True)
+    browser.get(station_server(broker.ws_url))
+    wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.2)
+    wait.until(lambda d: d.find_element(By.ID, "conn").get_attribute("data-state") == "connected")
+    pub = mqtt_listener(broker, "bedside/none")
+    now = datetime.now(UTC)
+
+    def vitals(seq: int, hr: float, age_s: float, historical: bool) -> str:
+        ts = (now - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
+        body = {
+            "schema_version": 1, "bed": "b1", "ts": ts.replace("+00:00", "Z"), "type": "vitals",
+            "t_s": float(seq), "seq": seq, "hr_bpm": hr, "rr_bpm": 16.0, "hr_source": "ppg",
+            "rr_source": "ppg", "hr_model": "dsp", "rr_model": "dsp",
+            "sqi": {"hr_ppg": 0.9, "rr_ppg": 0.8},
+        }  # fmt: skip
+        if historical:
+            body["historical"] = True
+        return json.dumps(body)
+
+    tile = '.tile[data-bed="b1"]'
+    points = f"{tile} canvas.trend"
+    pub.publish("bedside/b1/vitals", vitals(100, 72.0, 0, False), qos=0)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"{tile} .hr-value").text == "72")
+    wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, points).get_attribute("data-points") == "1"
+    )
+    # 40 stored seconds from a minute ago arrive after the live one, one of them twice
+    for k in range(40):
+        pub.publish("bedside/b1/vitals", vitals(50 + k, 140.0, 60 - k, True), qos=0)
+    pub.publish("bedside/b1/vitals", vitals(50, 140.0, 60, True), qos=0)
+    wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, points).get_attribute("data-points") == "41"
+    )
+    # the current value is still the live 72 (or '--' once it is 5 s old), never the stored 140
+    assert browser.find_element(By.CSS_SELECTOR, f"{tile} .hr-value").text in ("72", "--")
+    pub.publish("bedside/b1/vitals", vitals(101, 73.0, -1, False), qos=0)
+    wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, points).get_attribute("data-points") == "42"
+    )
+    assert browser.find_element(By.CSS_SELECTOR, f"{tile} .hr-value").text == "73"
+    assert browser.find_element(By.CSS_SELECTOR, f"{tile} .hr-meta").text == "ppg · quality 0.90"

@@ -295,7 +295,9 @@
       ? `last message ${fmtAge(now - bed.lastMs)} ago` + (cur ? ` · signal t ${cur.t_s} s` : "")
       : "";
     if (bed.dirty) {
-      drawTrend(el.querySelector("canvas.trend"), bed, now);
+      const canvas = el.querySelector("canvas.trend");
+      drawTrend(canvas, bed, now);
+      canvas.dataset.points = String(bed.trend.length); // what the trend holds (for tests)
       bed.dirty = false;
       bed.drawnMs = now;
     }
