@@ -105,7 +105,8 @@ def render(ward: Ward, link: str, now_s: float) -> Any:
         elif bed.online:
             state = Text("online", style="green")
         else:
-            state = Text(f"OFFLINE ({bed.reason})", style="bold reverse")
+            state = Text("OFFLINE", style="bold reverse")
+            state.append(f"\n{bed.reason or 'no reason given'}", style="dim")
         alarms = Text()
         for i, a in enumerate(bed.sorted_alarms()):
             if i:
@@ -124,7 +125,7 @@ def render(ward: Ward, link: str, now_s: float) -> Any:
             state,
             _quantity(bed, "hr", now_s),
             _quantity(bed, "rr", now_s),
-            _quality(bed),
+            _quality(bed) if bed.online is not False else "-",
             alarms if alarms else Text("none", style="dim"),
             _age(now_s, bed.last_message_at_s),
             style="dim" if bed.online is False else None,
