@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if not prefix or any(c in prefix for c in "+#"):
         raise UserError(f"--prefix {args.prefix!r} is not a topic prefix", "e.g. --prefix bedside")
     server = make_server(args.host, args.port, broker_ws, prefix)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     print(
         f"bedside station: http://{shown}:{port}/ (broker "

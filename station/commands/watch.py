@@ -86,16 +86,13 @@ def render(ward: Ward, link: str, now_s: float) -> Any:
     from rich.text import Text
 
     table = Table(title=f"bedside watch · {link}", title_justify="left", expand=False)
-    for name, kw in (
-        ("bed", {"style": "bold"}),
-        ("state", {}),
-        ("HR bpm", {"justify": "right"}),
-        ("RR /min", {"justify": "right"}),
-        ("quality", {}),
-        ("alarms (by priority)", {}),
-        ("updated", {"justify": "right"}),
-    ):
-        table.add_column(name, **kw)
+    table.add_column("bed", style="bold")
+    table.add_column("state")
+    table.add_column("HR bpm", justify="right")
+    table.add_column("RR /min", justify="right")
+    table.add_column("quality")
+    table.add_column("alarms (by priority)")
+    table.add_column("updated", justify="right")
     if not ward.beds:
         table.add_row("-", "no bed has reported yet", "", "", "", "", "")
     for bed_id in sorted(ward.beds):
