@@ -218,6 +218,11 @@ def test_station_page_shows_bed_alarms_acknowledge_and_last_will(
         assert not acked_el.find_element(By.TAG_NAME, "button").is_displayed()
         _save(browser, tmp_path, "station_acknowledged.png")
 
+        # a station that opens now learns the alarms from the bed's retained status
+        browser.refresh()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, acked))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'{tech}[data-priority="low"]'))
+
         # SIGKILL: no clean offline from the daemon; the broker's last will greys the tile
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(10)
