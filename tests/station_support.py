@@ -28,10 +28,22 @@ rr_high_bpm = 18.0
 """
 
 
-def alarming_recording(tmp: Path) -> Path:
-    from device.commands.demo import _with_ppg_off
+def alarming_recording(tmp: Path, flat_from_s: float = 20.0) -> Path:
+    """The real excerpt with its pleth held at its value at ``flat_from_s`` from then on (as
+    ``bedside demo --ppg-off`` does); the other channels stay real."""
+    from device.recording import Recording, read_recording, write_csv
 
-    return Path(_with_ppg_off(str(EXCERPT), 20.0, tmp))
+    rec = read_recording(str(EXCERPT))
+    col = rec.roles["ppg"]
+    x = rec.channels[col].copy()
+    i = int(flat_from_s * rec.fs_hz)
+    x[i:] = x[i]
+    out = tmp / "excerpt_ppg_off.csv.gz"
+    channels = {**rec.channels, col: x}
+    write_csv(
+        out, Recording(str(out), rec.fs_hz, channels, rec.roles), names=list(rec.roles.values())
+    )
+    return out
 
 
 def start_alarming_bed(
