@@ -2,7 +2,7 @@
 
 Windows come from ``device.features`` fed through the pipeline's own resampler
 (``device.pipeline.RoleStream``): the exact samples the device's model estimator sees.
-References are those of ``device.reference`` (monitor ECG HR, annotated breaths).
+References are those of ``lab.reference`` (monitor ECG HR, annotated breaths).
 """
 
 from __future__ import annotations

@@ -50,7 +50,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "eval": (
         "convert.commands.evaluate",
-        "score a TFLite model on recordings: MAE, coverage, plots (needs [convert])",
+        "score a TFLite model on recordings: MAE, coverage, plots (needs [convert]); "
+        "without --model, an HTML report of the appliance's core (and NeuroKit2)",
+    ),
+    "station": (
+        "station.commands.serve",
+        "serve the central-station web page (live tiles and alarms over MQTT websockets)",
+    ),
+    "watch": (
+        "station.commands.watch",
+        "a live terminal table of every bed: HR, RR, quality, alarms, online/offline",
+    ),
+    "ack": (
+        "station.commands.ack",
+        "acknowledge an alarm from the shell (publishes <prefix>/<bed>/cmd/ack)",
+    ),
+    "export": (
+        "station.commands.export",
+        "convert 'bedside process' JSON lines to a FHIR R4 Bundle of vital-signs Observations",
     ),
 }
 

@@ -89,6 +89,7 @@ class Mosquitto:
         port: int | None = None,
         persistent: bool = False,
         anonymous: bool = True,
+        websockets: bool = False,
     ) -> None:
         self.binary = binary
         self.workdir = workdir
@@ -105,8 +106,11 @@ class Mosquitto:
             if persistent
             else "persistence false\n"
         )
+        # a second listener speaking MQTT over WebSocket, for the station page in a browser
+        self.ws_port = free_port() if websockets else None
+        ws = f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n" if websockets else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.port} 127.0.0.1\n{ws}"
             f"allow_anonymous {str(anonymous).lower()}\n{persistence}"
             f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
         )
@@ -114,6 +118,11 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        assert self.ws_port is not None, "started without websockets=True"
+        return f"ws://127.0.0.1:{self.ws_port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         logf = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
@@ -171,8 +180,9 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
         persistent: bool = False,
         start: bool = True,
         anonymous: bool = True,
+        websockets: bool = False,
     ) -> Mosquitto:
-        b = Mosquitto(_mosquitto_binary, tmp_path, port, persistent, anonymous)
+        b = Mosquitto(_mosquitto_binary, tmp_path, port, persistent, anonymous, websockets)
         if start:
             b.start()
         started.append(b)

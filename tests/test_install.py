@@ -155,7 +155,9 @@ def test_install_upgrade_rollback_uninstall(mosquitto, tmp_path: Path) -> None: 
     assert os.readlink(wants) == "/etc/systemd/system/bedside.service"
     first = current(root)
     assert (root / "opt/bedside/venv/bin/bedside").exists()
-    assert list((root / "opt/bedside/venv").glob("lib/python3*/site-packages/device/models/*.tflite"))
+    assert list(
+        (root / "opt/bedside/venv").glob("lib/python3*/site-packages/device/models/*.tflite")
+    )
     assert (root / "opt/bedside/venv/share/doc/bedside-edge/deploy.md").is_file()
     recorded = (root / "var/log/bedside-install.log").read_text()
     assert "useradd --system" in recorded and "systemctl enable bedside.service" in recorded

@@ -1,4 +1,5 @@
-"""Score a TFLite model on BIDMC-format recordings through the device's streaming estimator.
+"""Score a TFLite model on BIDMC-format recordings through the device's streaming estimator;
+or, without --model, report how the appliance's whole core does (an HTML page).
 
 The model runs exactly as the daemon runs it: the recording is fed to the pipeline (the
 same resampling, windows and quality gate), one estimate per second. Scores from t = 32 s on,
@@ -13,7 +14,15 @@ Generalisation checks:
   --speed F       play each recording F times faster (declared rate x F): every rate and the
                   reference scale by F (1.6 turns adult HR 50-129 into 80-206 bpm, like children)
 
+Without --model, --report DIR renders index.html with PNGs and report.json: HR and RR from
+the appliance's core (as `bedside process`, every channel unless --use) against the same
+references, per subject and overall, with Bland-Altman plots and time series, side by side
+with NeuroKit2 when it is installed (the [peers] extra; --no-peers leaves it out). --data
+may also be one signals file, e.g. the bundled excerpt. See lab/report.py.
+
 Examples:
+  bedside eval --report build/report --data device/data/bidmc_09_excerpt.csv.gz
+  bedside eval --report build/report --data ../shared/data/bidmc/bidmc_csv --records 1,5,9
   bedside eval --model models/hr_ppg_cnn_int8.tflite --data ../shared/data/bidmc/bidmc_csv \
       --report build/eval_hr
   bedside eval --model models/hr_ppg_cnn_int8.tflite --data DIR --records 1,2,3 --resample 300
@@ -35,16 +44,24 @@ SKIP_S = 32
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, metavar="FILE.tflite")
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE.tflite",
+        help="the model to score (without it: a report of the appliance's core, needs --report)",
+    )
     p.add_argument(
         "--data",
         required=True,
         type=Path,
         metavar="DIR",
-        help="folder of bidmc_NN_Signals.csv(.gz)",
+        help="folder of bidmc_NN_Signals.csv(.gz) (without --model also one signals file)",
     )
     p.add_argument(
-        "--report", type=Path, metavar="DIR", help="write report.json and PNG plots here"
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write report.json and PNG plots here (without --model: index.html too)",
     )
     p.add_argument("--records", default="", help="comma list of record numbers (default all)")
     p.add_argument(
@@ -54,9 +71,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--speed", type=float, default=1.0, metavar="F", help="play recordings F times faster"
     )
     p.add_argument("--no-dsp", action="store_true", help="do not score the DSP estimator alongside")
+    p.add_argument(
+        "--use",
+        metavar="ROLES",
+        help="without --model: comma list of roles the core may see (ecg,ppg,resp); default all",
+    )
+    p.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="without --model: leave NeuroKit2 out even when it is installed",
+    )
+
+
+def run_core_report(args: argparse.Namespace) -> int:
+    import sys
+
+    from lab.report import run_report
+
+    if args.report is None:
+        raise UserError("without --model, bedside eval needs --report DIR", "add --report DIR")
+    if args.resample or args.speed != 1.0:
+        raise UserError("--resample and --speed apply to --model only", "drop them")
+    records = [r for r in args.records.split(",") if r.strip()] or None
+    use = [r.strip() for r in args.use.split(",") if r.strip()] if args.use else None
+    report = run_report(
+        args.data,
+        args.report,
+        records,
+        use,
+        peers=not args.no_peers,
+        command="bedside " + " ".join(sys.argv[1:]),
+    )
+    for m in report["methods"]:
+        for q, label in (("hr", "HR"), ("rr", "RR")):
+            sm = report["summary"][m][q]
+            print(
+                f"{m:>9} {label}: mean subject MAE {sm['mean_mae']:.3f}, median "
+                f"{sm['median_mae']:.3f}, worst {sm['worst_mae']:.2f}; coverage mean "
+                f"{sm['mean_coverage']:.1%} ({sm['subjects']} subjects)"
+            )
+    print(f"report: {args.report / 'index.html'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        return run_core_report(args)
     from scipy.signal import resample_poly
     from tqdm import tqdm
 
@@ -161,7 +221,7 @@ def run_seconds(vitals: list[Any], task: str) -> np.ndarray:
 
 
 def score(est: np.ndarray, ref: np.ndarray, skip_s: int) -> dict[str, float]:
-    """The shared scoring rule (device.reference.score), from ``skip_s`` on."""
+    """The shared scoring rule (lab.reference.score), from ``skip_s`` on."""
     return reference.score(est[skip_s:], ref[skip_s:])
 
 

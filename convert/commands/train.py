@@ -384,6 +384,6 @@ def gated(mu: np.ndarray, b: np.ndarray, usable: np.ndarray, b_max: float) -> np
 def score(
     est: np.ndarray, target: np.ndarray, seconds: np.ndarray, skip_s: int
 ) -> dict[str, float]:
-    """The shared scoring rule (device.reference.score) over seconds >= skip_s."""
+    """The shared scoring rule (lab.reference.score) over seconds >= skip_s."""
     keep = seconds >= skip_s
     return reference.score(est[keep], target[keep])

@@ -1,0 +1,1 @@
+"""``bedside`` subcommands of the nurses' side (see ``device.cli.COMMANDS``)."""
