@@ -72,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         man["dsp_baseline"] = cache[key]
         man["prefer_over_dsp"] = prefer(man)
         new = (cache[key] or {}).get("summary") or {}
+        now = man["prefer_over_dsp"]
         print(
             f"{path.name}: baseline mean MAE {old.get('mean_mae')} -> {new.get('mean_mae')}; "
-            f"model {man['cv']['summary']['mean_mae']:.3f}; prefer {was} -> "
-            f"{man['prefer_over_dsp']}{'  (DECISION CHANGED)' if was != man['prefer_over_dsp'] else ''}"
+            f"model {man['cv']['summary']['mean_mae']:.3f}; prefer {was} -> {now}"
+            + ("  (DECISION CHANGED)" if was != now else "")
         )
         path.write_text(json.dumps(man, indent=1) + "\n")
     return 0
