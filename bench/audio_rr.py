@@ -30,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device.estimators.audio import BreathSoundRR  # noqa: E402
 from device.pipeline import run_recording  # noqa: E402
 from device.recording import read_wav  # noqa: E402
+from device.roles import EstimateKey  # noqa: E402
+
+RR_AUDIO = EstimateKey.parse("rr_audio")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rrujo" / "Database"
 FROM_S = 30
@@ -62,7 +65,7 @@ def main() -> int:
         )
         scored = [v for v in vitals if v.t_s >= FROM_S]
         vals = np.array([np.nan if v.rr_bpm is None else v.rr_bpm for v in scored])
-        qual = np.array([v.sqi.get("rr_audio", 0.0) for v in scored])
+        qual = np.array([v.sqi.get(RR_AUDIO, 0.0) for v in scored])
         for v, q in zip(vals, qual, strict=True):
             rows.append((device, paced, v, q))
         ok = np.isfinite(vals) & (qual >= default_q)
