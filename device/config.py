@@ -244,9 +244,14 @@ class AlarmsConfig:
         "signal quality too low to measure for this long raises poor_signal", 10.0
     )
     latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
+    rate_error_percent: float = doc(
+        "a live source whose measured sample rate is off its nominal rate by more than this "
+        "raises rate_off",
+        1.0,
+    )
     enabled: list[str] = doc(
         "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
-        "signal_lost, sensor_off, poor_signal, inference_error",
+        "signal_lost, sensor_off, poor_signal, inference_error, rate_off",
         factory=lambda: [
             "hr_high",
             "hr_low",
@@ -257,6 +262,7 @@ class AlarmsConfig:
             "sensor_off",
             "poor_signal",
             "inference_error",
+            "rate_off",
         ],
     )
 
