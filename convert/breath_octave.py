@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,12 @@ from device.estimators.breath_sounds import (
 from device.polyphase import Decimator
 from device.recording import read_wav
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rrujo" / "Database"
+#: ``../shared/data`` beside the checkout, or BEDSIDE_SHARED_DATA
+SHARED = Path(
+    os.environ.get("BEDSIDE_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+DATA = SHARED / "rrujo" / "Database"
 #: Seconds scored and used for training: from a full window on.
 FROM_S = 32
 #: A window whose best octave is further than this from the paced rate teaches nothing about

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from device.dsp import HoldGaps, Resampler
+from device.polyphase import AudioStream
 from device.estimators.base import Estimate, Estimator
 from device.messages import Vitals
 
@@ -81,7 +82,7 @@ class Pipeline:
         self.whole_hr = whole_hr
         self.estimators = list(estimators) if estimators is not None else default_estimators(fs_hz)
         # role -> one resampling stream per estimator rate, with the estimators it feeds
-        self._routes: dict[str, dict[float, tuple[RoleStream, list[Estimator]]]] = {
+        self._routes: dict[str, dict[float, tuple[RoleStream | AudioStream, list[Estimator]]]] = {
             r: {} for r in fs_hz
         }
         for est in self.estimators:
@@ -89,9 +90,15 @@ class Pipeline:
                 raise ValueError(
                     f"estimator {est.name} needs role {est.role!r}, which is not an input"
                 )
-            route = self._routes[est.role].setdefault(
-                est.fs_hz, (RoleStream(est.role, self.fs_hz[est.role], est.fs_hz), [])
-            )
+            if est.fs_hz not in self._routes[est.role]:
+                # audio: vectorised polyphase FIR (device/polyphase.py); the IIR resampler
+                # runs per sample and costs several % of a core at 48 kHz
+                stream_cls = AudioStream if est.role == "audio" else RoleStream
+                self._routes[est.role][est.fs_hz] = (
+                    stream_cls(est.role, self.fs_hz[est.role], est.fs_hz),
+                    [],
+                )
+            route = self._routes[est.role][est.fs_hz]
             route[1].append(est)
         self._pending: dict[str, list[np.ndarray]] = {r: [] for r in fs_hz}
         self._n_pending: dict[str, int] = dict.fromkeys(fs_hz, 0)

@@ -60,6 +60,8 @@ class PolyphaseStage:
         # anything within pass_hz of a multiple of the output rate folds into the pass band;
         # when upsampling, the images sit around multiples of the input rate
         stop_hz = min(self.fs_out, self.fs_in) - pass_hz
+        if up > down:  # interpolation: remove the images above the input's band
+            stop_hz = self.fs_in - pass_hz
         if stop_hz <= pass_hz:
             raise ValueError(f"stage {fs_in:g} Hz x {up}/{down} cannot keep {pass_hz:g} Hz")
         h = kaiser_lowpass((pass_hz + stop_hz) / 2, stop_hz - pass_hz, fs_hi) * up
@@ -111,11 +113,11 @@ class PolyphaseStage:
 def plan_stages(fs_in: float, fs_out: float) -> list[tuple[float, int, int]]:
     """(stage input rate, up, down) for each stage from ``fs_in`` to ``fs_out``."""
     ratio = Fraction(fs_out).limit_denominator(1000) / Fraction(fs_in).limit_denominator(1000)
-    if ratio > 1:
-        raise ValueError(f"only downsampling: {fs_in:g} Hz -> {fs_out:g} Hz")
     if ratio == 1:
         return []
     up, down = ratio.numerator, ratio.denominator
+    if up > down:  # upsampling (a 1 kHz phonocardiogram): one interpolating stage
+        return [(float(fs_in), up, down)]
     # the largest integer decimation d dividing `down` that keeps the rate >= fs_out
     d = max(d for d in range(1, down + 1) if down % d == 0 and down // d >= up)
     factors: list[int] = []
@@ -134,12 +136,13 @@ def plan_stages(fs_in: float, fs_out: float) -> list[tuple[float, int, int]]:
 
 
 class Decimator:
-    """Streaming, causal resampler from ``fs_in`` down to ``fs_out`` in polyphase FIR stages,
-    keeping 0 to ``PASS_FRACTION`` x ``fs_out`` Hz."""
+    """Streaming, causal resampler from ``fs_in`` to ``fs_out`` in polyphase FIR stages,
+    keeping 0 to ``PASS_FRACTION`` x the lower of the two rates. Made for downsampling; a
+    lower input rate (a 1 kHz phonocardiogram into the 2 kHz core) is interpolated."""
 
     def __init__(self, fs_in: float, fs_out: float) -> None:
         self.fs_in, self.fs_out = float(fs_in), float(fs_out)
-        pass_hz = PASS_FRACTION * self.fs_out
+        pass_hz = PASS_FRACTION * min(self.fs_out, self.fs_in)
         self.stages = [PolyphaseStage(fs, u, d, pass_hz) for fs, u, d in plan_stages(fs_in, fs_out)]
         self.identity = not self.stages
         self.delay_s = sum(s.delay_s for s in self.stages)
@@ -153,22 +156,16 @@ class Decimator:
         return y
 
 
-class GapDecimator:
-    """Where the decimated stream's gaps are: output k is a gap if any input between output
-    k - 1 and output k (on the input's time axis) was one. Same counters as ``Decimator``, so
-    the two stay aligned sample for sample."""
+class _GapStage:
+    """Gap flags through one stage: output k is a gap if any input since output k - 1 was."""
 
-    def __init__(self, fs_in: float, fs_out: float) -> None:
-        ratio = Fraction(fs_out).limit_denominator(1000) / Fraction(fs_in).limit_denominator(
-            1000
-        )
-        self.up, self.down = ratio.numerator, ratio.denominator
+    def __init__(self, up: int, down: int) -> None:
+        self.up, self.down = up, down
         self._n_in = 0
         self._k = 0
         self._pending = False  # a gap since the last output
 
     def __call__(self, bad: np.ndarray) -> np.ndarray:
-        bad = np.asarray(bad, dtype=bool)
         if bad.size == 0:
             return np.zeros(0, dtype=bool)
         n0 = self._n_in
@@ -176,13 +173,50 @@ class GapDecimator:
         k_end = (self._n_in * self.up - 1) // self.down + 1
         k = np.arange(self._k, k_end, dtype=np.int64)
         self._k = max(self._k, k_end)
-        last = (k * self.down) // self.up - n0  # newest input of each output, in this chunk
-        cum = np.concatenate(([0], np.cumsum(bad)))
         if k.size == 0:
             self._pending |= bool(bad.any())
             return np.zeros(0, dtype=bool)
+        last = (k * self.down) // self.up - n0  # newest input of each output, in this chunk
+        cum = np.concatenate(([0], np.cumsum(bad)))
         prev = np.concatenate(([-1], last[:-1]))
         out = (cum[last + 1] - cum[np.maximum(prev + 1, 0)]) > 0
         out[0] |= self._pending
         self._pending = bool(bad[last[-1] + 1 :].any())
-        return out
+        return np.asarray(out)
+
+
+class GapDecimator:
+    """Where the resampled stream's gaps are: the gap flags go through the same stages as
+    ``Decimator`` (so the two stay aligned sample for sample); an output is a gap if any
+    input since the previous output of its stage was one."""
+
+    def __init__(self, fs_in: float, fs_out: float) -> None:
+        self.stages = [_GapStage(u, d) for _, u, d in plan_stages(fs_in, fs_out)]
+
+    def __call__(self, bad: np.ndarray) -> np.ndarray:
+        b = np.asarray(bad, dtype=bool)
+        for stage in self.stages:
+            b = stage(b)
+        return b
+
+
+class AudioStream:
+    """The pipeline's route for role ``audio``: gaps held (so the filters see no NaN),
+    polyphase resampling to the estimators' rate, gaps marked NaN again on the output.
+    Same call as ``device.pipeline.RoleStream``."""
+
+    def __init__(self, role: str, fs_in: float, fs_out: float) -> None:
+        from device.dsp import HoldGaps
+
+        self.role, self.fs_in, self.fs_out = role, float(fs_in), float(fs_out)
+        self._hold = HoldGaps()
+        self._resample = Decimator(fs_in, fs_out)
+        self._gaps = GapDecimator(fs_in, fs_out)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        held, bad = self._hold(np.asarray(x, dtype=np.float64))
+        y = self._resample(held)
+        gap = self._gaps(bad)
+        if gap.any():
+            y = np.where(gap, np.nan, y)
+        return y

@@ -28,7 +28,7 @@ Method, every second on the last 30 s of ``BreathBands`` features (log energies 
    ``convert/breath_octave.py`` on the RRuJO recordings; its subject-level cross-validation is
    in ``bench/audio_rr.py``) turns them into probabilities of the three; the rate is the most
    probable one, and its probability times how far the line stands out of the spectrum is
-   the quality. Below ``min_quality`` the answer is None.
+   the quality. Below ``min_quality`` (0.7) the answer is None.
 
 Causal and streaming: state carries across ``push`` calls and the output does not depend on
 how the samples were chunked.
@@ -77,6 +77,9 @@ FEATURES = (
     "rep2_loud",
     "rephalf_loud",
 )
+#: Prominence of the burst-rate line (over the spectrum's median) below which there is no
+#: rhythm (quality 0), and from which it is fully trusted.
+PROMINENCE_NONE, PROMINENCE_FULL = 2.0, 3.0
 #: Heart-rhythm guard: a breathing rate within this of HR or HR/2 is the heart, not breath.
 HEART_GUARD_BPM = 1.5
 
@@ -195,8 +198,11 @@ def breath_rate(
         return None, 0.0, {}
     probs = probs / probs.sum()
     i = int(np.argmax(probs))
-    # a line that barely stands out of the spectrum is not a rhythm (prominence < ~3)
-    salience = float(np.clip((np.log(feats[3]) - np.log(3.0)) / np.log(3.0), 0.0, 1.0))
+    # a line that barely stands out of the spectrum is not a rhythm: white noise gives a
+    # prominence of 1.5-1.7, breath sounds 3-30 (1st percentile 2.9 on RRuJO)
+    salience = float(
+        np.clip(np.log(feats[3] / PROMINENCE_NONE) / np.log(PROMINENCE_FULL / PROMINENCE_NONE), 0, 1)
+    )
     quality = float(probs[i]) * salience
     detail = {"burst_rate": round(fb, 2), "p_octave": round(float(probs[i]), 3)}
     return float(rates[i]), quality, detail
@@ -217,26 +223,31 @@ class BreathSoundsRR:
         *,
         name: str = "breath_sounds",
         window_s: float = WINDOW_S,
-        min_quality: float = 0.5,
+        min_quality: float = 0.7,
         heart: Any = None,
-        model_path: str | None = None,
+        model: dict[str, Any] | None = None,
     ) -> None:
         self.role, self.name = role, name
         self.fs_hz = AUDIO_FS_HZ
         self.window_s, self.min_quality = window_s, min_quality
         self.heart = heart
-        self.model = load_octave_model(model_path or str(COEF_PATH))
+        self.model = model or load_octave_model()
         self._bands = BreathBands()
         n = int(round(window_s * BREATH_FEATURE_FS_HZ))
         self._feat = RingBuffer(n * len(BREATH_BANDS))
         self._gap = RingBuffer(n, fill=1.0)
         self.last_quality = 0.0
+        self._burst: float | None = None
 
     def push(self, x: np.ndarray) -> None:
         feats, gaps = self._bands.push(x)
         if len(feats):
             self._feat.extend(feats.reshape(-1))
             self._gap.extend(gaps.astype(np.float64))
+
+    def recent_burst_rate(self) -> float | None:
+        """The burst rate of breath sounds (per minute) at the last estimate, if any."""
+        return self._burst
 
     def features(self) -> np.ndarray:
         """The window of band features, oldest first, (frames, bands)."""
@@ -251,6 +262,7 @@ class BreathSoundsRR:
             return none
         rr, quality, detail = breath_rate(e, self.model)
         self.last_quality = quality
+        self._burst = detail.get("burst_rate") if rr is not None else None
         if rr is None or quality < self.min_quality:
             return Estimate(None, quality, self.name, self.role, self.quantity)
         hr = self.heart.recent_hr() if self.heart is not None else None

@@ -26,8 +26,9 @@ QUANT_PREFERENCE = {
 }
 
 
-def dsp_estimators(roles: Iterable[str]) -> list[Estimator]:
-    """The signal-processing estimators for the roles available."""
+def dsp_estimators(roles: Iterable[str], listens: str = "auto") -> list[Estimator]:
+    """The signal-processing estimators for the roles available; ``listens``: what the audio
+    channel carries (``[audio] listens``)."""
     out: list[Estimator] = []
     roles = set(roles)
     for role in ("ecg", "ppg"):
@@ -36,10 +37,10 @@ def dsp_estimators(roles: Iterable[str]) -> list[Estimator]:
     if "resp" in roles:
         out.append(BreathIntervalRR("resp"))
     if "audio" in roles:
-        # breathing sounds (microphone / electronic stethoscope): see device/estimators/audio.py
-        from device.estimators.audio import BreathSoundRR
+        # breath and/or heart sounds (microphone / electronic stethoscope)
+        from device.estimators.audio_vitals import audio_estimators
 
-        out.append(BreathSoundRR("audio"))
+        out.extend(audio_estimators(listens))
     return out
 
 
@@ -94,4 +95,8 @@ def select_estimators(roles: Iterable[str], cfg: object | None = None) -> list[E
     roles = list(roles)
     models = model_estimators(roles, cfg)
     covered = {(m.quantity, m.role) for m in models}
-    return models + [e for e in dsp_estimators(roles) if (e.quantity, e.role) not in covered]
+    extra = getattr(cfg, "extra", None)
+    listens = getattr(extra.get("audio") if isinstance(extra, dict) else None, "listens", "auto")
+    return models + [
+        e for e in dsp_estimators(roles, listens) if (e.quantity, e.role) not in covered
+    ]
