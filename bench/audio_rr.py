@@ -159,9 +159,7 @@ def main() -> int:
         "per_fs_hz": by("fs_hz"),
         "per_paced_rate": by("paced"),
         "per_device_and_fs": {
-            f"{d}@{int(fs)}": summary(
-                [r for r in rows if r["device"] == d and r["fs_hz"] == fs], q
-            )
+            f"{d}@{int(fs)}": summary([r for r in rows if r["device"] == d and r["fs_hz"] == fs], q)
             for d, fs in sorted({(r["device"], r["fs_hz"]) for r in rows})
         },
         "per_subject": by("subject"),

@@ -38,8 +38,7 @@ from device.recording import read_wav
 
 #: ``../shared/data`` beside the checkout, or BEDSIDE_SHARED_DATA
 SHARED = Path(
-    os.environ.get("BEDSIDE_SHARED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "data"
+    os.environ.get("BEDSIDE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
 )
 DATA = SHARED / "rrujo" / "Database"
 #: Seconds scored and used for training: from a full window on.

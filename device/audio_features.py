@@ -96,9 +96,19 @@ class FrameSpectra:
         return np.fft.rfftfreq(self.frame, 1.0 / fs_hz)
 
 
-def band_matrix(freqs: np.ndarray, bands: tuple[tuple[float, float], ...]) -> np.ndarray:
-    """(bins, bands) 0/1 matrix summing power-spectrum bins into bands."""
-    return np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(float)
+def band_slices(freqs: np.ndarray, bands: tuple[tuple[float, float], ...]) -> list[slice]:
+    """The power-spectrum bins of each band, as slices."""
+    out = []
+    for lo, hi in bands:
+        idx = np.flatnonzero((freqs >= lo) & (freqs < hi))
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return out
+
+
+def band_energies(spec: np.ndarray, slices: list[slice]) -> np.ndarray:
+    """(frames, bands) sums of bins. Row by row, never a matrix product: a BLAS product may
+    round differently for different numbers of rows, and chunking must not change a bit."""
+    return np.stack([spec[:, s].sum(axis=1) for s in slices], axis=1)
 
 
 class BreathBands:
@@ -111,7 +121,7 @@ class BreathBands:
     def __init__(self, bands: tuple[tuple[float, float], ...] = BREATH_BANDS) -> None:
         self.bands = bands
         self._spectra = FrameSpectra(BREATH_FRAME, BREATH_HOP)
-        self._sum = band_matrix(self._spectra.freqs(), bands)
+        self._slices = band_slices(self._spectra.freqs(), bands)
         self._recent = RingBuffer(BREATH_MEDIAN * len(bands))  # last frames' log energies
         self._recent_bad = RingBuffer(BREATH_MEDIAN)
         self._pair: list[tuple[np.ndarray, bool]] = []  # frames waiting to be averaged
@@ -123,7 +133,7 @@ class BreathBands:
         nb = len(self.bands)
         if len(spec) == 0:
             return np.zeros((0, nb)), np.zeros(0, dtype=bool)
-        loge = np.log(spec @ self._sum + ENERGY_FLOOR)
+        loge = np.log(band_energies(spec, self._slices) + ENERGY_FLOOR)
         # causal running median over the last BREATH_MEDIAN frames (fewer at the start)
         hist = self._recent.latest().reshape(-1, nb)
         hist_bad = self._recent_bad.latest() > 0.5
@@ -156,10 +166,10 @@ class HeartEnvelope:
 
     def __init__(self, band: tuple[float, float] = HEART_BAND) -> None:
         self._spectra = FrameSpectra(HEART_FRAME, HEART_HOP)
-        self._sum = band_matrix(self._spectra.freqs(), (band,))[:, 0]
+        self._slices = band_slices(self._spectra.freqs(), (band,))
 
     def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=np.float64)
         bad = ~np.isfinite(x)
         spec, fbad = self._spectra(np.where(bad, 0.0, x), bad)
-        return np.log(spec @ self._sum + ENERGY_FLOOR), fbad
+        return np.log(band_energies(spec, self._slices)[:, 0] + ENERGY_FLOOR), fbad

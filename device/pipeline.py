@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from device.dsp import HoldGaps, Resampler
-from device.polyphase import AudioStream
 from device.estimators.base import Estimate, Estimator
 from device.messages import Vitals
+from device.polyphase import AudioStream
 
 #: Preference order of sources for each quantity: ECG is the reference for heart rate
 #: (a PPG pulse rate lags and misses beats in arrhythmia); thoracic impedance is the

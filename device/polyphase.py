@@ -99,7 +99,7 @@ class PolyphaseStage:
             for m in range(1, self.taps):
                 s = start - m
                 y += h[m] * buf[s : s + (count - 1) * self.down + 1 : self.down]
-            return y
+            return np.asarray(y)
         k = np.arange(k0, k_end, dtype=np.int64)
         pos = k * self.down
         n0 = pos // self.up - base
@@ -107,7 +107,7 @@ class PolyphaseStage:
         y = coef[:, 0] * buf[n0]
         for m in range(1, self.taps):
             y += coef[:, m] * buf[n0 - m]
-        return y
+        return np.asarray(y)
 
 
 def plan_stages(fs_in: float, fs_out: float) -> list[tuple[float, int, int]]:

@@ -28,7 +28,7 @@ Method, every second on the last 30 s of ``BreathBands`` features (log energies 
    ``convert/breath_octave.py`` on the RRuJO recordings; its subject-level cross-validation is
    in ``bench/audio_rr.py``) turns them into probabilities of the three; the rate is the most
    probable one, and its probability times how far the line stands out of the spectrum is
-   the quality. Below ``min_quality`` (0.7) the answer is None.
+   the quality. Below ``min_quality`` (0.6) the answer is None.
 
 Causal and streaming: state carries across ``push`` calls and the output does not depend on
 how the samples were chunked.
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from device.audio_features import AUDIO_FS_HZ, BREATH_FEATURE_FS_HZ, BREATH_BANDS, BreathBands
+from device.audio_features import AUDIO_FS_HZ, BREATH_BANDS, BREATH_FEATURE_FS_HZ, BreathBands
 from device.dsp import RingBuffer
 from device.estimators.base import Estimate
 
@@ -80,6 +80,13 @@ FEATURES = (
 #: Prominence of the burst-rate line (over the spectrum's median) below which there is no
 #: rhythm (quality 0), and from which it is fully trusted.
 PROMINENCE_NONE, PROMINENCE_FULL = 2.0, 3.0
+#: An answer at about half or twice the last one published (within this share) is held back
+#: (None) until it has persisted this many seconds: breathing does not halve or double from
+#: one second to the next, while a window spanning a glitch (a dropped stretch, a recording
+#: looped by a file device, a cough) can tip the octave decision for a few seconds.
+OCTAVE_JUMP_TOL, OCTAVE_HOLD_S = 0.15, 8
+#: The last published rate is forgotten after this long without an answer.
+OCTAVE_MEMORY_S = 20.0
 #: Heart-rhythm guard: a breathing rate within this of HR or HR/2 is the heart, not breath.
 HEART_GUARD_BPM = 1.5
 
@@ -201,7 +208,9 @@ def breath_rate(
     # a line that barely stands out of the spectrum is not a rhythm: white noise gives a
     # prominence of 1.5-1.7, breath sounds 3-30 (1st percentile 2.9 on RRuJO)
     salience = float(
-        np.clip(np.log(feats[3] / PROMINENCE_NONE) / np.log(PROMINENCE_FULL / PROMINENCE_NONE), 0, 1)
+        np.clip(
+            np.log(feats[3] / PROMINENCE_NONE) / np.log(PROMINENCE_FULL / PROMINENCE_NONE), 0, 1
+        )
     )
     quality = float(probs[i]) * salience
     detail = {"burst_rate": round(fb, 2), "p_octave": round(float(probs[i]), 3)}
@@ -223,7 +232,7 @@ class BreathSoundsRR:
         *,
         name: str = "breath_sounds",
         window_s: float = WINDOW_S,
-        min_quality: float = 0.7,
+        min_quality: float = 0.6,
         heart: Any = None,
         model: dict[str, Any] | None = None,
     ) -> None:
@@ -238,6 +247,8 @@ class BreathSoundsRR:
         self._gap = RingBuffer(n, fill=1.0)
         self.last_quality = 0.0
         self._burst: float | None = None
+        self._published: tuple[float, float] | None = None  # (t_s, rate) of the last answer
+        self._jump_since: float | None = None  # when an octave jump started being seen
 
     def push(self, x: np.ndarray) -> None:
         feats, gaps = self._bands.push(x)
@@ -268,4 +279,20 @@ class BreathSoundsRR:
         hr = self.heart.recent_hr() if self.heart is not None else None
         if hr is not None and min(abs(rr - hr), abs(2 * rr - hr)) < HEART_GUARD_BPM:
             return Estimate(None, 0.0, self.name, self.role, self.quantity, detail={"heart": hr})
+        if self._octave_jump(t_s, rr):
+            return Estimate(None, quality, self.name, self.role, self.quantity, detail=detail)
+        self._published = (t_s, rr)
         return Estimate(rr, quality, self.name, self.role, self.quantity, detail=detail)
+
+    def _octave_jump(self, t_s: float, rr: float) -> bool:
+        """True while ``rr`` is a recent jump to about half or twice the last answer."""
+        if self._published is None or t_s - self._published[0] > OCTAVE_MEMORY_S:
+            self._jump_since = None
+            return False
+        ratio = rr / self._published[1]
+        if not any(abs(ratio - k) < OCTAVE_JUMP_TOL * k for k in (0.5, 2.0)):
+            self._jump_since = None
+            return False
+        if self._jump_since is None:
+            self._jump_since = t_s
+        return t_s - self._jump_since < OCTAVE_HOLD_S

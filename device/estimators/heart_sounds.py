@@ -45,6 +45,9 @@ SMOOTH_S = 0.05
 #: A peak at half the period counts as the period when at least this share of its height and
 #: repeated at 1.5 periods.
 HALF_SHARE = 0.85
+#: Lags checked for a faster-than-cardiac rhythm (0.1 s up to the shortest period) and the
+#: share of the chosen peak's height from which such a rhythm vetoes the answer.
+FASTEST_S, FAST_SHARE = 0.1, 0.6
 #: A heart rate within this share of the breath sounds' burst rate is the breathing rhythm.
 BREATH_GUARD_SHARE = 0.05
 #: The halves of the window must agree on the period within this share.
@@ -100,6 +103,12 @@ def beat_period(env: np.ndarray, fs_hz: float = HEART_ENVELOPE_FS_HZ) -> tuple[f
     cand = np.flatnonzero(is_peak) + 1 + lo
     i = int(cand[np.argmax(r[cand])])
     peak = float(r[i])
+    # a rhythm faster than any heart (an engine, a tremor, a tone's beating) repeats at every
+    # multiple of its period, some of which fall in the cardiac range: not a heart
+    fast = r[int(FASTEST_S * fs_hz) : lo + 1]
+    fast_peaks = (fast[1:-1] >= fast[:-2]) & (fast[1:-1] >= fast[2:])
+    if fast_peaks.any() and float(fast[1:-1][fast_peaks].max()) >= FAST_SHARE * peak:
+        return None, 0.0
     half = i / 2
     if half >= lo and _peak_near(r, half) >= HALF_SHARE * peak:
         rep = _peak_near(r, 1.5 * i) if 1.5 * i < len(r) - 2 else peak
@@ -111,9 +120,7 @@ def beat_period(env: np.ndarray, fs_hz: float = HEART_ENVELOPE_FS_HZ) -> tuple[f
     return (i + off) / fs_hz, max(0.0, peak)
 
 
-def heart_rate(
-    env: np.ndarray, fs_hz: float = HEART_ENVELOPE_FS_HZ
-) -> tuple[float | None, float]:
+def heart_rate(env: np.ndarray, fs_hz: float = HEART_ENVELOPE_FS_HZ) -> tuple[float | None, float]:
     """(beats/min or None, quality) with the halves-agree check; see the module doc."""
     period, q = beat_period(env, fs_hz)
     if period is None:
