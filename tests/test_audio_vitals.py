@@ -338,3 +338,20 @@ def test_breath_sound_recordings_rarely_give_a_heart_rate() -> None:
         seconds += len(out)
         with_hr += sum(v[2] is not None for v in out)
     assert with_hr <= 0.03 * seconds
+
+
+def test_config_listens_reaches_the_core(tmp_path: Path) -> None:
+    cfg = tmp_path / "bedside.toml"
+    cfg.write_text('[audio]\nlistens = "heart"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "device", "process", str(EXCERPT), "--config", str(cfg)]
+        + ["--jsonl", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    vit = [json.loads(ln) for ln in out.splitlines() if '"vitals"' in ln]
+    assert vit and all(set(v["sqi"]) == {"hr_audio"} for v in vit)  # no breath estimator
+    assert all(v["rr_bpm"] is None for v in vit)
