@@ -46,7 +46,7 @@ class Monitor:
         cls, fs_hz: Mapping[str, float], cfg: Config, bed: str = "", epoch_s: float = 0.0
     ) -> Monitor:
         pipeline = Pipeline(
-            fs_hz, default_estimators(fs_hz, cfg.models), sensor_off_s=cfg.alarms.sensor_off_s
+            fs_hz, default_estimators(fs_hz, cfg), sensor_off_s=cfg.alarms.sensor_off_s
         )
         return cls(pipeline, cfg, bed, epoch_s)
 
