@@ -66,7 +66,7 @@ def model_estimators(roles: Iterable[str], cfg: object | None = None) -> list[Es
     ranks = {q: i for i, q in enumerate(QUANT_PREFERENCE[mcfg.delegate])}
     # per (quantity, role): the variant the delegate runs best, then the lowest CV error
     best: dict[tuple[str, str], tuple[tuple[int, float], Path]] = {}
-    for path, man in shipped_models(directory):
+    for path, man in shipped_models(directory, mcfg.disable):
         inputs = man.get("inputs") or []
         if path.stem in mcfg.disable or len(inputs) != 1 or inputs[0] not in roles:
             continue
