@@ -19,6 +19,8 @@ check the real exit code and stderr):
 - ``manifest``: ``bedside process --config`` with ``[models] dir`` pointing at a folder with a
   real model whose manifest is broken: bad JSON, missing keys, wrong types, sha256
   mismatch, a window definition the device does not compute, a truncated model file.
+- ``manifest_check``: the same folders through ``bedside run --check-config`` (exit 1), which
+  reads every manifest as start-up does.
 
 Required for a variant that is malformed: no traceback, the expected exit code, and stderr
 is exactly one line ``bedside CMD: error: WHAT; fix: FIX`` (``config error`` for
@@ -194,6 +196,7 @@ class Builder:
         self.n = 0
         self.csv = excerpt_text()
         self.jsonl = str(work / "out.jsonl")
+        self.checks: list[Variant] = []  # --check-config variants of the manifests
 
     def file(self, suffix: str, content: bytes | str) -> str:
         self.n += 1
@@ -530,6 +533,20 @@ class Builder:
                     manifest.encode() if isinstance(manifest, str) else manifest
                 )
             cfg = self.file(".toml", f"[models]\ndir = '{d}'\n")
+            # --check-config reads every manifest as start-up does; the checks against the
+            # model file (sha256, window definition, LiteRT) happen when a model is loaded
+            deep = name.startswith(
+                ("features.", "model file", 'wrong sha256 = "0', 'wrong sha256 = ""')
+            )
+            self.checks.append(
+                Variant(
+                    "manifest_check",
+                    name,
+                    ["run", "--check-config", "--config", cfg],
+                    EITHER if deep else expect,
+                    1,
+                )
+            )
             return Variant(
                 k, name, ["process", rec, "--config", cfg, "--jsonl", self.jsonl], expect
             )
@@ -715,6 +732,7 @@ def all_variants(b: Builder) -> Iterator[Variant]:
     yield from b.recordings_csv()
     yield from b.recordings_wav()
     yield from b.manifests()
+    yield from b.checks
     for v in b.configs():
         yield v
         # the same file through `bedside run` (no check) and `bedside process --config`

@@ -26,6 +26,7 @@ MIN_CASES = {
     "config_check": 100,
     "config_process": 100,
     "config_run": 100,
+    "manifest_check": 80,
 }
 
 

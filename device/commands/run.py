@@ -196,6 +196,15 @@ def validate(cfg: Config) -> None:
         problem = check() if callable(check) else None
         if problem:
             raise ConfigError(f"'{key}.{problem[0]}': {problem[1]}", "see docs/configuration.md")
+    models = cfg.extra.get("models")
+    if models is not None and getattr(models, "enabled", False):
+        # every manifest in the models folder is read at start-up (a broken one stops it)
+        from device.inference import models_dir, shipped_models
+
+        try:
+            shipped_models(models_dir(models), getattr(models, "disable", ()))
+        except UserError as e:
+            raise ConfigError(e.what, e.fix) from None
 
 
 def run(args: argparse.Namespace) -> int:
