@@ -128,3 +128,21 @@ def test_resync_check_fails_when_two_packets_after_garbage_are_lost() -> None:
     lossy = fz.Outcome({k: v[keep] for k, v in got.raw.items()}, {}, got.counters)
     problem = fz.check_resync(t, case, lossy)[0]
     assert problem is not None and "valid packets decoded" in problem
+
+
+def test_reopened_port_holds_no_value_from_before_the_outage() -> None:
+    """A skip-flagged slot repeats the last valid value; after ``reset()`` (the port was
+    reopened) there is none yet: the slot is a gap, not a value from before the outage."""
+    layout = openview.PayloadLayout(
+        (
+            openview.FieldSpec("ecg", "int16", "ecg"),
+            openview.FieldSpec("resp", "int16", "resp", skip_if="flag"),
+            openview.FieldSpec("flag", "uint8"),
+        )
+    )
+    p = openview.OpenViewParser(layout)
+    d = p.feed(openview.encode_packets(layout, {"ecg": [1, 2], "resp": [7, 0], "flag": [0, 255]}))
+    np.testing.assert_array_equal(d.signals["resp"], [7, 7])  # held within a connection
+    p.reset()
+    d = p.feed(openview.encode_packets(layout, {"ecg": [3, 4], "resp": [0, 9], "flag": [255, 0]}))
+    np.testing.assert_array_equal(d.signals["resp"], [np.nan, 9])
