@@ -349,6 +349,9 @@ class Builder:
             yield self.process(k, f"bad header {magic!r}", self.file(".wav", bytes(b)))
         for cut in (4, 12, 20, 30, 40, 44, 45, 1001):
             yield self.process(k, f"truncated at {cut}", self.file(".wav", good[:cut]))
+        # a chunk whose size runs past the end of the file (wave cannot skip it)
+        huge = good[:36] + b"LIST" + struct.pack("<I", 0xFFFFFFF0) + good[36:]
+        yield self.process(k, "chunk size past the end", self.file(".wav", huge))
         yield self.process(k, "0 frames", self.file(".wav", wav_bytes(x[:0])))
         yield self.process(k, "1 frame", self.file(".wav", wav_bytes(x[:1])), EITHER)
         yield self.process(

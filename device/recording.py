@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import struct
 import warnings
 import wave
 import zlib
@@ -220,7 +221,9 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
             raw = w.readframes(n)
     except FileNotFoundError:
         raise UserError(f"{p}: no such file", "check the path") from None
-    except (wave.Error, EOFError) as e:
+    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as e:
+        # wave raises a bare RuntimeError for a chunk it cannot skip, struct.error for a
+        # short header
         # Float WAVs are not PCM for the stdlib reader; scipy reads them.
         try:
             from scipy.io import wavfile
@@ -230,7 +233,7 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
                 fs, data = wavfile.read(str(p))
         except Exception:
             raise UserError(
-                f"{p}: not a readable WAV file ({e or e.__class__.__name__})",
+                f"{p}: not a readable WAV file ({str(e) or 'corrupt or truncated header'})",
                 "convert it to PCM WAV, e.g. with sox",
             ) from None
         x = np.asarray(data, dtype=np.float64)
