@@ -167,8 +167,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _number(v: Any, finite: bool = True) -> bool:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return ok and (math.isfinite(v) or not finite)
 
 
 def manifest_problem(data: dict[str, Any]) -> str | None:
@@ -200,7 +201,9 @@ def manifest_problem(data: dict[str, Any]) -> str | None:
             and output["step"] > 0
             and isinstance(output.get("n_bins"), int)
             and 1 <= output["n_bins"] <= 10000
-            and _number(output.get("max_spread", 0.0)),
+            # max_spread may be infinite (no gate), not NaN (a gate nothing passes)
+            and _number(output.get("max_spread", 0.0), finite=False)
+            and not math.isnan(output.get("max_spread", 0.0)),
             "an object with numbers lo, step > 0, n_bins 1-10000 and max_spread",
         ),
     ]
@@ -209,7 +212,8 @@ def manifest_problem(data: dict[str, Any]) -> str | None:
     checks.append(
         (
             "cv",
-            isinstance(summary, dict) and _number(summary.get("mean_mae", 0.0)),
+            # NaN when cross-validation scored no subject (prefer_over_dsp is then false)
+            isinstance(summary, dict) and _number(summary.get("mean_mae", 0.0), finite=False),
             "an object whose summary has a number mean_mae",
         )
     )
