@@ -18,6 +18,7 @@ generated from these classes (``reference_markdown``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -39,6 +40,10 @@ def doc(
 
 class ConfigError(UserError):
     """A bad key or value in the config file (exit 1 from --check-config, 2 elsewhere)."""
+
+
+#: the roles a channel may have (device.recording.ROLES, without importing numpy here)
+KNOWN_ROLES = ("ecg", "ppg", "resp", "audio")
 
 
 @dataclass
@@ -78,6 +83,14 @@ class RecordingConfig:
         factory=dict,
     )
 
+    def validate(self) -> tuple[str, str] | None:
+        if self.fs_hz is not None and not self.fs_hz > 0:
+            return "fs_hz", f"{self.fs_hz:g} Hz is not a positive sample rate"
+        bad = sorted({r for r in self.roles.values() if r not in KNOWN_ROLES})
+        if bad:
+            return "roles", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
+        return None
+
 
 @dataclass
 class ReplayConfig:
@@ -85,6 +98,12 @@ class ReplayConfig:
     speed: float = doc("replay speed factor: 1.0 is real time", 1.0)
     loop: bool = doc("start again at the end of the recording", False)
     use: list[str] = doc("roles of the recording to use (empty: all it has)", factory=list)
+
+    def validate(self) -> tuple[str, str] | None:
+        bad = sorted({r for r in self.use if r not in KNOWN_ROLES})
+        if bad:
+            return "use", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
+        return None
 
 
 @dataclass
@@ -331,6 +350,8 @@ class ModelsConfig:
     def validate(self) -> tuple[str, str] | None:
         from device.inference import DELEGATES
 
+        if self.enabled and self.dir and not Path(self.dir).is_dir():
+            return "dir", f"{self.dir!r} is not a folder (give the folder of .tflite models)"
         if self.delegate not in DELEGATES:
             return (
                 "delegate",
@@ -395,7 +416,8 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is type(None):
         return value is None, value
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # nan and inf are TOML floats, but no setting means them: a NaN alarm limit never trips
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return True, float(value)
         return False, value
     if tp is int:

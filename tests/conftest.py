@@ -5,6 +5,9 @@
 - ``mosquitto``: a real Mosquitto broker on a free loopback port for the whole session;
   ``mosquitto_factory`` starts more (a test that stops and restarts its own broker).
 - ``mqtt_listener``: a paho subscriber that records what a nurses' station would receive.
+- ``tls_broker`` / ``tls_broker_factory``: Mosquitto with TLS (throwaway CA), a password file
+  and the ACL of docs/security.md, optionally websockets and client-certificate listeners
+  (tests/tls_broker.py).
 - ``excerpt`` / ``excerpt_reference_hr``: the bundled BIDMC excerpt and its monitor HR.
 """
 
@@ -191,6 +194,49 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
 
     yield make
     for b in started:
+        b.stop()
+
+
+# -- a broker with TLS, passwords and an ACL ---------------------------------------------------
+@pytest.fixture
+def tls_broker_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start TLS brokers of the test's own: ``make(websockets=False, mtls=False, start=True)``
+    returns a ``tests.tls_broker.TlsBroker`` (stopped at the end of the test)."""
+    from tests.tls_broker import TlsBroker, tools_missing
+
+    missing = tools_missing()
+    if missing:
+        pytest.skip(missing)
+    started: list[TlsBroker] = []
+
+    def make(websockets: bool = False, mtls: bool = False, start: bool = True) -> TlsBroker:
+        b = TlsBroker(
+            _mosquitto_binary, tmp_path / f"tls-{len(started)}", websockets=websockets, mtls=mtls
+        )
+        if start:
+            b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(_mosquitto_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One TLS broker per test module, with every listener (TLS, client certificates,
+    websockets)."""
+    from tests.tls_broker import TlsBroker, tools_missing
+
+    missing = tools_missing()
+    if missing:
+        pytest.skip(missing)
+    b = TlsBroker(_mosquitto_binary, tmp_path_factory.mktemp("tls"), websockets=True, mtls=True)
+    b.start()
+    try:
+        yield b
+    finally:
         b.stop()
 
 

@@ -45,7 +45,7 @@ REFUSED = {
     ),
     "models folder missing": (
         "[replay]\npath = '{excerpt}'\n[models]\ndir = '{tmp}/models-gone'\n",
-        "[models] dir",
+        "models.dir",
     ),
     "forced model absent": (
         "[replay]\npath = '{excerpt}'\n[models]\nforce = ['rr_resp_lstm_int8']\n",

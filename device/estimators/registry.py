@@ -115,7 +115,7 @@ def chosen_models(roles: Iterable[Role], mcfg: ModelsConfig) -> dict[EstimateKey
     roles = set(roles)
     target = DELEGATES[mcfg.delegate].target
     ranks = {q: i for i, q in enumerate(QUANT_PREFERENCE[mcfg.delegate])}
-    found = shipped_models(models_dir(mcfg))
+    found = shipped_models(models_dir(mcfg), mcfg.disable)
     forced: dict[EstimateKey, Path] = {}
     stems = {p.stem: (p, man) for p, man in found}
     for stem in mcfg.force:
