@@ -34,6 +34,15 @@ EXCERPT = DATA_DIR / "bidmc_09_excerpt.csv.gz"
 EXCERPT_NUMERICS = DATA_DIR / "bidmc_09_excerpt_Numerics.csv.gz"
 
 
+# -- state ----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemons (in-process and children) keep their store of unsent messages in the
+    test's own folder, as systemd's StateDirectory= would give them, never in the home folder:
+    a message one test left unsent must not reach another test's subscriber."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+
 # -- data ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -90,6 +99,7 @@ class Mosquitto:
         persistent: bool = False,
         anonymous: bool = True,
         websockets: bool = False,
+        extra_conf: str = "",
     ) -> None:
         self.binary = binary
         self.workdir = workdir
@@ -112,7 +122,7 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n{ws}"
             f"allow_anonymous {str(anonymous).lower()}\n{persistence}"
-            f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+            f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{extra_conf}"
         )
 
     @property
@@ -181,8 +191,11 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
         start: bool = True,
         anonymous: bool = True,
         websockets: bool = False,
+        extra_conf: str = "",
     ) -> Mosquitto:
-        b = Mosquitto(_mosquitto_binary, tmp_path, port, persistent, anonymous, websockets)
+        b = Mosquitto(
+            _mosquitto_binary, tmp_path, port, persistent, anonymous, websockets, extra_conf
+        )
         if start:
             b.start()
         started.append(b)

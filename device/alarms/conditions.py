@@ -42,6 +42,9 @@ class AlarmInputs:
     last_breath_s: float | None  # signal time of the newest detected breath (None: none yet)
     breathing_monitored: bool  # a breath detector (impedance, ...) is in use
     roles: Mapping[str, RoleState] = field(default_factory=dict)
+    #: faults of the appliance itself that the shell reports (condition key -> what is
+    #: wrong), e.g. {"store_failed": "cannot write /var/lib/bedside/... (disk full)"}
+    faults: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,32 @@ class InferenceError:
             )
 
 
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault of the appliance that the daemon's shell reports in ``AlarmInputs.faults``
+    under this condition's key (the core itself never sees disks or sockets)."""
+
+    key: str
+    priority: str = "low"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        detail = inp.faults.get(self.key, "")
+        return [
+            Check(
+                (self.key, None),
+                present=bool(detail),
+                still=bool(detail),
+                value=None,
+                limit=None,
+                unit="",
+                priority=self.priority,
+                technical=True,
+                detail=detail,
+            )
+        ]
+
+
 #: The registry: condition key -> condition, in the order the engine evaluates them.
 CONDITIONS: dict[str, Condition] = {}
 
@@ -303,5 +332,8 @@ for _c in (
     SensorOff(),
     PoorSignal(),
     InferenceError(),
+    # the store of unsent messages cannot be written (disk full, read-only, failing): messages
+    # still go out from memory, but a restart or power cut now would lose what is unsent
+    DeviceFault("store_failed"),
 ):
     register(_c)

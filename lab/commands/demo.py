@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.bed.id = args.bed
             cfg.mqtt.broker = url
             cfg.mqtt.prefix = args.prefix
-            cfg.mqtt.outbox_path = str(Path(tmp) / "outbox.jsonl")
+            cfg.state.dir = str(Path(tmp) / "state")
             cfg.replay.path = args.recording
             if args.ppg_off is not None:
                 cfg.replay.path = _with_ppg_off(args.recording, args.ppg_off, Path(tmp))
