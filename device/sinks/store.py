@@ -68,6 +68,8 @@ VACUUM_FREE_PAGES = 256
 #: and at most this often
 VACUUM_EVERY_S = 60.0
 SCHEMA = 1
+#: the write-ahead log is checkpointed into the database every this many pages (4 KiB each)
+WAL_PAGES = 256
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,10 @@ class Store:
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL journaling (got {mode})")
-        # keep the write-ahead log from growing past 4 MiB after a checkpoint
-        db.execute("PRAGMA journal_size_limit = 4194304")
+        # checkpoint the write-ahead log every WAL_PAGES pages (instead of 1000), and trim it
+        # back to that size after a checkpoint: about 1 MiB of log on disk, at most
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
         self._set_sync(db, "NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
