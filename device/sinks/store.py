@@ -163,7 +163,7 @@ class Store:
                 str(path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
         except (sqlite3.Error, OSError) as e:
-            self._fail(f"cannot open {path} ({_reason(e)})")
+            self._fail(f"cannot open the store {path} ({_reason(e)})")
             self._read_only(path)
             return
         try:
@@ -175,7 +175,7 @@ class Store:
                 self._set_aside(path, e)
                 self._open(path)
                 return
-            self._fail(f"cannot use {path} ({_reason(e)})")
+            self._fail(f"cannot use the store {path} ({_reason(e)})")
             self._read_only(path)
             return
         self._db = db
@@ -292,7 +292,9 @@ class Store:
                 try:
                     stored = self._insert(kind, seq, payload, created, wall, dropped)
                 except (sqlite3.Error, OSError) as e:
-                    self._fail(f"cannot write {self.path} ({_reason(e)})")  # now in memory
+                    self._fail(
+                        f"cannot write the store {self.path} ({_reason(e)})"
+                    )  # now in memory
                 else:
                     self._drop(dropped)
             if stored is None:
@@ -395,7 +397,7 @@ class Store:
                 "SELECT seq, payload, created FROM messages WHERE id = ?", (key,)
             ).fetchone()
         except sqlite3.Error as e:
-            self._fail(f"cannot read {self.path} ({_reason(e)})")
+            self._fail(f"cannot read the store {self.path} ({_reason(e)})")
             return None
         if row is None:
             return None
@@ -430,7 +432,7 @@ class Store:
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(k,) for k in keys])
         except (sqlite3.Error, OSError) as e:
             self._undeleted.update(keys)
-            self._fail(f"cannot write {self.path} ({_reason(e)})")
+            self._fail(f"cannot write the store {self.path} ({_reason(e)})")
 
     # -- housekeeping ----------------------------------------------------------------------
     def maintain(self) -> None:
@@ -517,8 +519,9 @@ class Store:
         self.counters["write_errors"] += 1
         if not self.failed:
             log.error(
-                "store: %s; unsent messages are kept in memory (lost if the daemon stops) and "
-                "the disk is tried again every %.0f s",
+                "%s; unsent messages are kept in memory (lost if the daemon stops), the disk is "
+                "tried again every %.0f s; fix: make the state folder ([state] dir) writable, "
+                "or free space on its disk",
                 reason,
                 self._retry_s,
             )
