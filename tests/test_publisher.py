@@ -193,3 +193,28 @@ def test_store_in_an_unwritable_folder_keeps_messages_in_memory_and_recovers(
     again = Store(path)
     assert again.depth == 2  # the first run's alarm and the one added after recovery
     assert again.last_seq("alarm") > 1000
+
+
+def test_alarms_in_an_old_jsonl_outbox_move_to_the_store(tmp_path: Path) -> None:
+    """A deployed bed upgraded with alarms still in its JSON-lines outbox sends them."""
+    import json
+
+    from device.config import StateConfig
+    from device.sinks.mqtt import MqttSink
+
+    old = tmp_path / "ob.jsonl"
+    lines = [
+        json.dumps({"key": f"k{i}", "topic": "bedside/b1/alarms", "payload": json.dumps(_alarm(i))})
+        for i in range(2)
+    ]
+    old.write_text("\n".join(lines) + '\n{"key": "cut-short')
+    sink = MqttSink(
+        MqttConfig(broker="mqtt://127.0.0.1:9", outbox_path=str(old)), "b1", StateConfig()
+    )
+    sink.start()
+    try:
+        assert sink.store.depth_of("alarm") == 2 and sink.directory == tmp_path
+        assert [m.seq for m in sink.store.take(5)] == [1, 2]
+        assert not old.exists() and (tmp_path / "ob.jsonl.imported").exists()
+    finally:
+        sink.stop()

@@ -177,6 +177,7 @@ class Publisher:
         self._connected = threading.Event()
         self._stopping = False
         self._in_outage = False  # an outage has been logged; the next success ends it
+        self._refused = False  # the last CONNACK refused us
         self._status: dict[str, Any] = {}
         #: called from paho's network thread in each callback: the daemon's watchdog counts it
         #: as the sink's progress (device.notify); None: nobody listens
@@ -409,6 +410,7 @@ class Publisher:
     ) -> None:
         self._beat()
         if reason_code.is_failure:
+            self._refused = True  # the disconnect that follows is the same failure
             self.counters["connection_failures"] += 1
             if not self._in_outage:
                 log.error(
@@ -458,6 +460,21 @@ class Publisher:
         with self._lock:
             stopping = self._stopping
         if stopping:
+            return
+        refused, self._refused = self._refused, False
+        if not was and not refused:
+            # closed before the broker accepted us: e.g. a TLS broker that wants a client
+            # certificate drops the connection after the handshake (TLS 1.3)
+            self.counters["connection_failures"] += 1
+            if not self._in_outage:
+                log.error(
+                    "broker %s:%d closed the connection before accepting it (%s); check the "
+                    "TLS settings (mqtt.ca_file, cert_file, key_file) and the credentials",
+                    self.host,
+                    self.port,
+                    reason_code,
+                )
+                self._in_outage = True
             return
         if was and not self._in_outage:
             log.warning(
