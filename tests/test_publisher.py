@@ -90,7 +90,6 @@ def test_messages_published_while_broker_down_arrive_in_order_after_it_returns(
         assert [v["seq"] for v in vitals] == [1, 2, 3]
         assert all(v["historical"] is True for v in vitals)  # sent late
         assert "historical" not in alarms[0]
-        assert Store(tmp_path / "b1.sqlite3").depth == 0  # PUBACKs removed them from the file
         assert pub.counters["alarms_acked"] == 3 and pub.counters["vitals_sent"] == 3
         assert pub.counters["vitals_historical"] == 3
 
@@ -100,6 +99,7 @@ def test_messages_published_while_broker_down_arrive_in_order_after_it_returns(
         assert live["seq"] == 4 and "historical" not in live
     finally:
         pub.stop()
+    assert Store(tmp_path / "b1.sqlite3").depth == 0  # PUBACKs removed them from the file
 
 
 def test_store_survives_a_daemon_restart(tmp_path: Path, mosquitto_factory, mqtt_listener) -> None:  # type: ignore[no-untyped-def]

@@ -68,6 +68,8 @@ VACUUM_FREE_PAGES = 256
 #: and at most this often
 VACUUM_EVERY_S = 60.0
 SCHEMA = 1
+#: acknowledged messages are deleted with the next message written, or after this long
+DELETE_AFTER_S = 5.0
 #: the write-ahead log is checkpointed into the database every this many pages (4 KiB each)
 WAL_PAGES = 256
 
@@ -137,6 +139,10 @@ class Store:
         self._next_mem = MEM_BASE
         #: acknowledged messages whose deletion from the disk failed (retried)
         self._undeleted: set[int] = set()
+        #: acknowledged messages on disk whose deletion waits for the next write (one commit
+        #: per message instead of two) or for ``DELETE_AFTER_S``
+        self._acked: list[int] = []
+        self._acked_at = 0.0
         self._seq: dict[str, int] = dict.fromkeys(KINDS, 0)
         #: the latest wall-clock ``ts`` of a message stored (persisted): see ``wall_floor``
         self._wall = 0.0
@@ -346,9 +352,10 @@ class Store:
                 "INSERT OR REPLACE INTO counters VALUES (?, ?), ('wall', ?)",
                 (f"seq:{kind}", seq, wall),
             )
-            disk = [k for k in dropped if k < MEM_BASE]
+            disk = [k for k in dropped if k < MEM_BASE] + self._acked
             if disk:
                 db.executemany("DELETE FROM messages WHERE id = ?", [(k,) for k in disk])
+        self._acked.clear()
         key = cur.lastrowid
         assert key is not None
         return Stored(int(key), kind, seq, payload, created)
@@ -419,8 +426,15 @@ class Store:
             for m in gone:
                 self._mem.pop(m.key, None)
             if disk:
-                self._delete(disk)
+                if not self._acked:
+                    self._acked_at = time.monotonic()
+                self._acked.extend(disk)
             return gone
+
+    def _flush_acked(self) -> None:
+        if self._acked:
+            keys, self._acked = self._acked, []
+            self._delete(keys)
 
     def _delete(self, keys: list[int]) -> None:
         if self._db is None:
@@ -439,6 +453,8 @@ class Store:
         """Retry a failed disk, delete what could not be deleted, give space back."""
         with self._lock:
             now = time.monotonic()
+            if self._acked and (now - self._acked_at >= DELETE_AFTER_S or self._db is None):
+                self._flush_acked()
             if self.path is not None and (self.failed or self._undeleted):
                 if now >= self._retry_at:
                     self._retry_at = now + self._retry_s
@@ -646,6 +662,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            self._flush_acked()
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
