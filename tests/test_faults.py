@@ -17,11 +17,12 @@ pytestmark = [
 
 
 def test_broker_outage_loses_no_alarm_and_no_vitals(tmp_path: Path) -> None:
-    # 20 s of outage at 10x: over 200 s of signal, a loop of the record (alarms cleared and
-    # raised again) falls inside it
-    r = faults.broker_outage(tmp_path, outage_s=20.0, speed=10.0)
+    # 12 s of outage at 20x: 240 s of signal from about 10 s on, so the flat pleth's
+    # sensor_off (23 s) and a loop of the 210 s record (alarms cleared and raised again) fall
+    # inside it
+    r = faults.broker_outage(tmp_path, outage_s=12.0, speed=20.0)
     print(r)
-    assert r["alarm_events_during_outage"] > 0 and r["vitals_during_outage"] > 100, r
+    assert r["alarm_events_during_outage"] > 0 and r["vitals_during_outage"] > 60, r
     assert (
         r["alarm_events_lost"] == 0
         and r["alarm_events_received_unique"] == r["alarm_events_expected"]
