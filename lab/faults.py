@@ -21,6 +21,7 @@ Nothing here asserts on wall-clock time: timeouts only bound how long a scenario
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -91,7 +92,10 @@ class Broker:
         store.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / f"mosquitto-{self.port}.conf"
         self.log = workdir / f"mosquitto-{self.port}.log"
+        # started as root, Mosquitto would switch to user "mosquitto", who cannot write the
+        # persistence folder made here: sessions would silently not survive a restart
         self.conf.write_text(
+            f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {store}/\n"
             "max_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n"

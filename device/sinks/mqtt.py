@@ -238,6 +238,9 @@ class Publisher:
                 time.sleep(0.02)
             with self._lock:
                 self._stopping = True
+                if isinstance(self._status.get("mqtt"), dict):
+                    # the daemon's last status was taken before this drain: bring ours up to date
+                    self._status["mqtt"] = {**self._status["mqtt"], **self.status_counters()}
             info = self.client.publish(
                 self.topic_status, self._status_payload("offline", reason), qos=1, retain=True
             )
