@@ -553,6 +553,19 @@ def _fds(pid: int) -> list[str]:
     return out
 
 
+def _kinds(fds: list[str]) -> dict[str, int]:
+    """Open descriptors by kind: pipe, socket, anon_inode, /dev/pts/N, or a file's folder."""
+    out: dict[str, int] = {}
+    for target in fds:
+        kind = re.sub(r"[:/]\[?\d+\]?$", "", target) if ":" in target else target
+        if target.startswith("/dev/pts/"):
+            kind = "/dev/pts/N"
+        elif target.startswith("/") and not target.startswith("/dev/"):
+            kind = Path(target).name
+        out[kind] = out.get(kind, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def serial_unplug(tmp: Path, times: int = 100) -> dict[str, Any]:
     """Unplug and replug a pty board ``times`` times; count the daemon's open descriptors."""
     bed = "fault-serial"
@@ -579,14 +592,21 @@ def serial_unplug(tmp: Path, times: int = 100) -> dict[str, Any]:
         tmp / "daemon-serial.log",
     )
     counts: list[int] = []
+    first: list[str] = []
+    last: list[str] = []
     opened = 0
+    station = Station(broker.port, bed, "station-serial")
     try:
+        # the broker connection is part of the steady state: count from when it is up
+        until(lambda: any(s.get("state") == "online" for s in station.of("status")), 30)
         for i in range(times + 1):
             path = board.path
             if not until(lambda p=path: daemon.alive() and p in _fds(daemon.pid), 30, 0.01):
                 break
             opened += 1
-            counts.append(len(_fds(daemon.pid)))
+            last = _fds(daemon.pid)
+            first = first or last
+            counts.append(len(last))
             if i == times:
                 break
             board.unplug()
@@ -599,12 +619,15 @@ def serial_unplug(tmp: Path, times: int = 100) -> dict[str, Any]:
         daemon.stop(signal.SIGKILL)
         with contextlib.suppress(OSError):
             board.unplug()
+        station.close()
         broker.stop()
     result = {
         "unplugs": max(0, opened - 1),
         "fds_after_first_open": counts[0] if counts else -1,
         "fds_after_last_replug": counts[-1] if counts else -1,
         "fds_max": max(counts) if counts else -1,
+        "fd_kinds_first": _kinds(first),
+        "fd_kinds_last": _kinds(last),
         "alive": alive,
         "exit_code": rc,
     }
