@@ -11,8 +11,10 @@ signal):
 
 - RSS grows by at most 5 %: the median of the last tenth of the samples against the median
   of the first tenth after warm-up;
-- file descriptors do not grow: the most open in the second half after warm-up is not above
-  the most open in the first half;
+- file descriptors do not grow: the number open in the steady state (the most frequent count)
+  over the last tenth of the samples is not above that over the first tenth after warm-up (a
+  leak raises it; a descriptor open for a moment, such as the model file a looping replay's
+  new core loads while the old one is still open, does not, and is reported as a transient);
 - the store does not grow while the broker is up: likewise for the database file; its
   write-ahead log, which SQLite recycles, stays within its bound (``WAL_PAGES`` pages and
   some frames a reader may hold up a checkpoint for); its depth (messages not yet
@@ -230,8 +232,10 @@ def main() -> int:
     half = len(after) // 2
     rss_start = statistics.median(s["rss_kb"] for s in after[:tenth])
     rss_end = statistics.median(s["rss_kb"] for s in after[-tenth:])
-    fds_first = max(int(s["fds"]) for s in after[:half])
-    fds_second = max(int(s["fds"]) for s in after[half:])
+    fds_first = statistics.mode(int(s["fds"]) for s in after[:tenth])
+    fds_last = statistics.mode(int(s["fds"]) for s in after[-tenth:])
+    fds_max = max(int(s["fds"]) for s in after)
+    transients = sum(1 for s in after if int(s["fds"]) > max(fds_first, fds_last))
     size_first = max(s["db_bytes"] for s in after[:half])
     size_second = max(s["db_bytes"] for s in after[half:])
     wal_max = max(s["wal_bytes"] for s in after)
@@ -262,13 +266,19 @@ def main() -> int:
             "max": round(max(s["rss_kb"] for s in after) / 1024, 2),
             "growth_percent": round(growth, 2),
         },
-        "fds": {"first_half_max": fds_first, "second_half_max": fds_second},
+        "fds": {
+            "steady_after_warmup": fds_first,
+            "steady_end": fds_last,
+            "max": fds_max,
+            "samples_above_steady": transients,
+            "samples": len(after),
+        },
         "store_db_bytes": {"first_half_max": size_first, "second_half_max": size_second},
         "store_wal_bytes": {"max": wal_max, "bound": WAL_BOUND},
         "store_depth_max": depth_max,
         "required": {
             "rss_growth_le_5_percent": growth <= 5.0,
-            "fds_do_not_grow": fds_second <= fds_first,
+            "fds_do_not_grow": fds_last <= fds_first,
             "store_does_not_grow": size_second <= size_first
             and wal_max <= WAL_BOUND
             and depth_max <= 2 * WINDOW,
