@@ -218,3 +218,34 @@ def test_alarms_in_an_old_jsonl_outbox_move_to_the_store(tmp_path: Path) -> None
         assert not old.exists() and (tmp_path / "ob.jsonl.imported").exists()
     finally:
         sink.stop()
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["after-a-crash", "after-a-clean-stop"])
+def test_store_whose_folder_went_read_only_still_sends_what_it_held(
+    tmp_path: Path, closed: bool
+) -> None:
+    """An SD card remounted read-only after an error: what the store held is read into memory
+    and sent, and seq goes on from where it was."""
+    import subprocess
+
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    store = Store(src / "b1.sqlite3")
+    for i in range(3):
+        store.add("alarm", _alarm(i))
+        store.add("vitals", _vitals(i))
+    if closed:
+        store.close()
+    mounted = subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs CAP_SYS_ADMIN): {mounted.stderr!r}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        again = Store(ro / "b1.sqlite3")
+        assert again.failed  # the store_failed alarm's detail
+        assert again.depth == 6
+        assert [m.seq for m in again.take(10) if m.kind == "alarm"] == [1, 2, 3]
+        assert again.add("alarm", _alarm(9)).seq == 4
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)

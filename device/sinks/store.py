@@ -235,31 +235,42 @@ class Store:
 
     def _read_only(self, path: Path) -> None:
         """The store cannot be written: read what a previous run left (counters, pending
-        messages) into memory, so seq still increases and nothing pending is forgotten."""
-        try:
-            uri = f"file:{path}?mode=ro"
-            ro = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        except sqlite3.Error:
-            ro = None
-        if ro is not None:
-            try:
-                for name, value in ro.execute("SELECT name, value FROM counters"):
-                    if name.startswith("seq:") and name[4:] in self._seq:
-                        self._seq[name[4:]] = int(value)
-                    elif name == "wall":
-                        self._wall = float(value)
-                rows = ro.execute("SELECT kind, seq, payload, created FROM messages ORDER BY id")
-                for kind, seq, payload, created in rows:
-                    if kind in self._unsent:
-                        self._remember(Stored(self._mem_key(), kind, int(seq), payload, created))
-                        self.counters["loaded"] += 1
-                return
-            except sqlite3.Error:
-                pass
-            finally:
-                ro.close()
+        messages) into memory, so seq still increases and nothing pending is forgotten.
+
+        ``mode=ro`` reads it as it is; where that fails (a WAL database in a folder that went
+        read-only, so its shared-memory file cannot be made) ``immutable=1`` still reads the
+        database file, but not what its write-ahead log may still hold: when that log is not
+        empty the counters may be behind, and seq continues from the clock instead."""
         if not path.exists():
             return  # never written: counters from zero are right
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                ro = sqlite3.connect(f"file:{path}?{query}", uri=True, check_same_thread=False)
+            except sqlite3.Error:
+                continue
+            try:
+                counters = ro.execute("SELECT name, value FROM counters").fetchall()
+                rows = ro.execute(
+                    "SELECT id, kind, seq, payload, created FROM messages ORDER BY id"
+                ).fetchall()
+            except sqlite3.Error:
+                continue
+            finally:
+                ro.close()
+            for name, value in counters:
+                if name.startswith("seq:") and name[4:] in self._seq:
+                    self._seq[name[4:]] = max(self._seq[name[4:]], int(value))
+                elif name == "wall":
+                    self._wall = max(self._wall, float(value))
+            for key, kind, seq, payload, created in rows:
+                if kind in self._unsent:
+                    self._remember(Stored(self._mem_key(), kind, int(seq), payload, created))
+                    self._undeleted.add(int(key))  # the disk copy goes once the disk works
+                    self.counters["loaded"] += 1
+            wal = Path(f"{path}-wal")
+            if query == "mode=ro" or not wal.exists() or wal.stat().st_size == 0:
+                return  # nothing in a log that could have been missed: the counters hold
+            break
         self._seq_from_clock()
 
     def _seq_from_clock(self) -> None:
