@@ -124,6 +124,9 @@ class Daemon:
         self._clocks: dict[str, _SourceClock] = {}
         self._last_status = 0.0
         self._connects_seen = 0
+        #: store (issue 11): technical faults of the appliance by where they come from
+        #: ("sinks": the MQTT store's store_failed), merged into the alarm engine's inputs
+        self.faults: dict[str, dict[str, str]] = {}
         #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
         self.sd = Supervisor.from_environ()
         self._last_vitals: dict[str, object] | None = None
@@ -319,7 +322,8 @@ class Daemon:
             report = getattr(sink, "faults", None)
             if report is not None:
                 faults.update(report())
-        self.monitor.faults = faults
+        self.faults["sinks"] = faults
+        self.monitor.faults = {k: v for part in self.faults.values() for k, v in part.items()}
         return commands
 
     def _keep_ids_above_store(self) -> None:
