@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import getpass
 import gzip
 import json
 import os
@@ -120,10 +119,8 @@ class Mosquitto:
         # a second listener speaking MQTT over WebSocket, for the station page in a browser
         self.ws_port = free_port() if websockets else None
         ws = f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n" if websockets else ""
-        # started as root, Mosquitto would switch to user "mosquitto", who cannot write the
-        # persistence folder made here (sessions would silently not survive a restart)
         self.conf.write_text(
-            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n{ws}"
+            f"listener {self.port} 127.0.0.1\n{ws}"
             f"allow_anonymous {str(anonymous).lower()}\n{persistence}"
             f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{extra_conf}"
         )
