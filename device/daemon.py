@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 
 from device.alarms import AlarmEvent
+from device.clock import RateEstimate
 from device.config import Config
 from device.estimators.registry import describe
 from device.messages import iso_utc
@@ -52,6 +53,8 @@ SILENCE_UNKNOWN_RHYTHM_S = 1.0
 STATUS_PERIOD_S = 10.0
 #: how long the main loop waits for a frame before looking at commands and silence again
 POLL_S = 0.1
+#: on stop, what the sources delivered is still processed for at most this long
+STOP_DRAIN_S = 2.0
 
 
 class _SourceClock:
@@ -110,6 +113,7 @@ class Daemon:
         for s in sources:
             fs.update(s.roles)
         self.started_wall = time.time()
+        self._started_mono = time.monotonic()
         self.monitor = monitor or Monitor.for_inputs(fs, cfg, bed=self.bed)
         # live alarm ids carry the wall-clock start, so they are unique across restarts
         self.monitor.epoch_s = self.started_wall if self.live else 0.0
@@ -122,6 +126,14 @@ class Daemon:
             "commands_rejected": 0,
         }
         self._clocks: dict[str, _SourceClock] = {}
+        #: each live source's rate against the monotonic clock (device/clock.py)
+        self._rates = {
+            s.name: RateEstimate(max(s.roles.values()))
+            for s in sources
+            if getattr(s, "live", True) and s.roles
+        }
+        self._fed_s: dict[str, float] = {}  # signal time fed to the core, per role
+        self._read_at: dict[str, float] = {}  # monotonic time that input was read, per role
         self._last_status = 0.0
         self._connects_seen = 0
         #: store (issue 11): technical faults of the appliance by where they come from
@@ -154,6 +166,7 @@ class Daemon:
         try:
             now = started_at = time.monotonic()
             for s in self.sources:
+                self.queue.register(s.name, s.roles)
                 if getattr(s, "live", True) and not getattr(s, "reports_gaps", False):
                     self._clocks[s.name] = _SourceClock(s, now)
                 s.start(self.queue, self.stop)
@@ -205,8 +218,11 @@ class Daemon:
                 if not failed:
                     # what the sources delivered before they stopped is still processed and
                     # published
-                    while (frame := self.queue.get(timeout=0)) is not None:
+                    # (bounded: a core far behind a fast source must still stop promptly)
+                    budget = time.monotonic() + STOP_DRAIN_S
+                    while time.monotonic() < budget and (frame := self.queue.get(0)) is not None:
                         self._take(frame)
+                        self._publish(self.monitor.step())
                     self._publish(self.monitor.step())
                     self._apply(self._poll_sinks())
                 status = self._status()
@@ -223,12 +239,23 @@ class Daemon:
         self.counters["frames"] += 1
         if frame.restart:
             self._restart_core(frame.source)
+        read_at = frame.wall_s or time.monotonic()
         for role, x in frame.samples.items():
             self.monitor.feed(role, x)
+            self._fed(role, len(x), read_at)
         for role, n in frame.n_lost.items():
             if n > 0:
                 self.monitor.feed_gap(role, n)
-        if frame.n_lost and frame.source in self._clocks:
+                self._fed(role, n, read_at)
+        rate = self._rates.get(frame.source)
+        if rate is not None:
+            if frame.n_lost or frame.restart:
+                rate.restart()  # not the board's own rhythm
+            elif frame.samples:
+                rate.add(read_at, len(next(iter(frame.samples.values()))))
+            for role in frame.samples:
+                self.monitor.rate_errors[role] = rate.error
+        if frame.n_lost and not frame.dropped and frame.source in self._clocks:
             log.debug("%s reports its own lost samples; the daemon stops gapping it", frame.source)
             del self._clocks[frame.source]
         clock = self._clocks.get(frame.source)
@@ -245,6 +272,13 @@ class Daemon:
             clock.read_at = read_at
             clock.last_frame = clock.gapped_until = now
             clock.debt = dict.fromkeys(clock.debt, 0.0)
+
+    def _fed(self, role: str, n: int, read_at: float) -> None:
+        """Book-keeping for timestamps: signal time fed per role, and when it was read."""
+        fs = self.monitor.pipeline.fs_hz.get(role)  # type: ignore[call-overload]
+        if fs:
+            self._fed_s[role] = self._fed_s.get(role, 0.0) + n / fs
+            self._read_at[role] = read_at
 
     def _restart_core(self, source: str) -> None:
         """A looping replay went back to its beginning: that is not the same patient a
@@ -278,6 +312,7 @@ class Daemon:
                 if n > 0:
                     self.monitor.feed_gap(role, n)
                     clock.gap_samples[role] += n
+                    self._fed(role, n, now)
 
     def _publish(self, messages: Sequence[Message]) -> None:
         alarms_changed = False
@@ -306,11 +341,17 @@ class Daemon:
             self.sd.status(summary_line(self.bed, self._last_vitals, status))
 
     def _ts(self, msg: Message) -> float:
-        """Wall-clock time of a message: for live sources the moment its signal time was
-        sampled; for a replay (whose signal clock is the recording's) the moment it is sent."""
-        if self.live:
-            return self.monitor.epoch_s + msg.t_s
-        return time.time()
+        """Wall-clock time of a message: for live sources the moment the sample at its signal
+        time was read (from the role that completed that second: the read time of its last
+        frame, less the signal after ``t_s`` that frame carried), so ``ts`` follows the wall
+        clock whatever the board's crystal does (``device/clock.py``); for a replay (whose
+        signal clock is the recording's) the moment it is sent."""
+        now = time.time()
+        if not self.live or not self._fed_s:
+            return now
+        role = min(self._fed_s, key=lambda r: self._fed_s[r])
+        since_read = time.monotonic() - self._read_at[role]
+        return now - since_read - max(0.0, self._fed_s[role] - msg.t_s)
 
     # -- commands --------------------------------------------------------------------------
     def _poll_sinks(self) -> list[Command]:
@@ -361,6 +402,24 @@ class Daemon:
         self._publish(list(events))
 
     # -- status ----------------------------------------------------------------------------
+    def _clock_status(self, source: Source) -> dict[str, object]:
+        """A live source's measured rate and how far its signal clock is from the wall."""
+        rate = self._rates.get(source.name)
+        if rate is None:
+            return {}
+        err = rate.error
+        fed = [self._fed_s.get(r, 0.0) for r in source.roles]
+        elapsed = time.monotonic() - self._started_mono
+        return {
+            "clock": {
+                "nominal_hz": rate.nominal_hz,
+                "rate_hz": None if rate.rate_hz is None else round(rate.rate_hz, 4),
+                "rate_error_percent": None if err is None else round(100.0 * err, 3),
+                "measured_over_s": round(rate.span_s, 1),
+                "signal_ahead_s": round(min(fed, default=0.0) - elapsed, 3),
+            }
+        }
+
     def _send_status(self) -> None:
         self._last_status = time.monotonic()
         status = self._status()
@@ -374,9 +433,9 @@ class Daemon:
             mode="live" if self.live else "replay",
             t_s=self.monitor.t_s,
             estimators={f"{e.quantity}_{e.role}": e.name for e in self.monitor.pipeline.estimators},
-            sources={s.name: s.status() for s in self.sources},
+            sources={s.name: {**s.status(), **self._clock_status(s)} for s in self.sources},
             gap_samples={name: dict(c.gap_samples) for name, c in self._clocks.items()},
-            queue={"dropped_frames": self.queue.dropped_frames, "depth": self.queue.qsize()},
+            queue=self.queue.status(),
             sinks={sink.key: sink.counters() for sink in self.sinks},
             counters=dict(self.counters),
             alarms=tuple(self.monitor.alarm_summary()),

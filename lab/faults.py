@@ -21,6 +21,7 @@ Nothing here asserts on wall-clock time: timeouts only bound how long a scenario
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -553,6 +554,11 @@ def _fds(pid: int) -> list[str]:
     return out
 
 
+def _holds(daemon: Daemon, path: str) -> bool:
+    """The daemon runs and has ``path`` open."""
+    return daemon.alive() and path in _fds(daemon.pid)
+
+
 def _kinds(fds: list[str]) -> dict[str, int]:
     """Open descriptors by kind: pipe, socket, anon_inode, /dev/pts/N, or a file's folder."""
     out: dict[str, int] = {}
@@ -600,8 +606,7 @@ def serial_unplug(tmp: Path, times: int = 100) -> dict[str, Any]:
         # the broker connection is part of the steady state: count from when it is up
         until(lambda: any(s.get("state") == "online" for s in station.of("status")), 30)
         for i in range(times + 1):
-            path = board.path
-            if not until(lambda p=path: daemon.alive() and p in _fds(daemon.pid), 30, 0.01):
+            if not until(functools.partial(_holds, daemon, board.path), 30, 0.01):
                 break
             opened += 1
             last = _fds(daemon.pid)
@@ -609,9 +614,10 @@ def serial_unplug(tmp: Path, times: int = 100) -> dict[str, Any]:
             counts.append(len(last))
             if i == times:
                 break
+            path = board.path
             board.unplug()
             # the daemon notices (a read fails) and closes the port before it is back
-            until(lambda p=path: p not in _fds(daemon.pid), 10, 0.01)
+            until(lambda: not _holds(daemon, path), 10, 0.01)  # noqa: B023 (called at once)
             board = _PtyBoard(link)
         alive = daemon.alive()
         rc = daemon.stop()

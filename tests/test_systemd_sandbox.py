@@ -185,7 +185,7 @@ def test_daemon_runs_inside_the_units_sandbox(mosquitto, mqtt_listener, tmp_path
     trace = tmp_path / "strace.log"
     daemon = [
         sys.executable, "-m", "device", "run", "--replay", str(EXCERPT), "--speed", "30",
-        "--broker", mosquitto.url, "--bed", BED, "--outbox", str(tmp_path / "ob.jsonl"),
+        "--broker", mosquitto.url, "--bed", BED, "--state-dir", str(tmp_path / "state"),
     ]  # fmt: skip
     inner = "mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec " + shlex.join(
         [STRACE, "-f", "-qq", "-o", str(trace), *filtered(denied, daemon)]
