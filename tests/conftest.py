@@ -100,7 +100,6 @@ class Mosquitto:
         persistent: bool = False,
         anonymous: bool = True,
         websockets: bool = False,
-        extra_conf: str = "",
     ) -> None:
         self.binary = binary
         self.workdir = workdir
@@ -123,7 +122,7 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n{ws}"
             f"allow_anonymous {str(anonymous).lower()}\n{persistence}"
-            f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{extra_conf}"
+            f"log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
         )
 
     @property
@@ -192,11 +191,8 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
         start: bool = True,
         anonymous: bool = True,
         websockets: bool = False,
-        extra_conf: str = "",
     ) -> Mosquitto:
-        b = Mosquitto(
-            _mosquitto_binary, tmp_path, port, persistent, anonymous, websockets, extra_conf
-        )
+        b = Mosquitto(_mosquitto_binary, tmp_path, port, persistent, anonymous, websockets)
         if start:
             b.start()
         started.append(b)
