@@ -53,8 +53,15 @@ class BedConfig:
 
 @dataclass
 class MqttConfig:
+    """The broker this bed publishes to (topics and payloads: docs/mqtt.md; TLS, passwords
+    and access control: docs/security.md)."""
+
     enabled: bool = doc("publish over MQTT (false: only the other sinks, e.g. [jsonl])", True)
-    broker: str = doc("broker URL: mqtt://HOST:PORT (plain TCP)", "mqtt://127.0.0.1:1883")
+    broker: str = doc(
+        "broker URL: mqtt://HOST:PORT (plain TCP, port 1883 by default) or mqtts://HOST:PORT "
+        "(TLS, 8883 by default; the broker's certificate and host name are verified)",
+        "mqtt://127.0.0.1:1883",
+    )
     prefix: str = doc(
         "topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside"
     )
@@ -68,11 +75,45 @@ class MqttConfig:
         "credential mqtt-password ($CREDENTIALS_DIRECTORY, LoadCredential= in the unit) if any",
         "",
     )
-    outbox_path: str = doc(
-        "file where unacknowledged QoS 1 alarm messages are kept across restarts; empty: "
-        "/var/lib/bedside/<bed>-outbox.jsonl when writable, else in memory only",
+    ca_file: str = doc(
+        "mqtts: PEM file of the CA that signed the broker's certificate; empty: the system's CAs",
         "",
     )
+    cert_file: str = doc(
+        "mqtts: PEM client certificate, for a broker that requires one (empty: none)", ""
+    )
+    key_file: str = doc(
+        "mqtts: PEM private key of cert_file (unencrypted; readable by the service only); "
+        "empty: the key is in cert_file",
+        "",
+    )
+    outbox_path: str = doc(
+        "deprecated (the JSON-lines alarm outbox of earlier versions): when set and [state] dir "
+        "is not, its folder is the state folder, and the alarms it holds are moved to the store",
+        "",
+    )
+
+
+@dataclass
+class StateConfig:
+    """What must survive a restart: the store of messages the broker has not yet acknowledged
+    (``<dir>/<bed>-store.sqlite3``, SQLite), with the per-bed ``seq`` counters."""
+
+    dir: str = doc(
+        "state folder (bedside run --state-dir); empty: $STATE_DIRECTORY under systemd "
+        "(StateDirectory=bedside: /var/lib/bedside), else ~/.local/state/bedside",
+        "",
+    )
+    vitals_keep_h: float = doc(
+        "hours of vitals (one message per second of signal) kept for a broker that is away; "
+        "past this the oldest are dropped and counted. Alarms are never dropped",
+        24.0,
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        if not self.vitals_keep_h > 0:
+            return "vitals_keep_h", "must be > 0 (24 keeps a day)"
+        return None
 
 
 @dataclass
@@ -278,7 +319,7 @@ class AlarmsConfig:
     )
     enabled: list[str] = doc(
         "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
-        "signal_lost, sensor_off, poor_signal, inference_error, rate_off",
+        "signal_lost, sensor_off, poor_signal, inference_error, rate_off, store_failed",
         factory=lambda: [
             "hr_high",
             "hr_low",
@@ -290,6 +331,7 @@ class AlarmsConfig:
             "poor_signal",
             "inference_error",
             "rate_off",
+            "store_failed",
         ],
     )
 
@@ -394,6 +436,7 @@ class Config:
 
     bed: BedConfig = field(default_factory=BedConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)

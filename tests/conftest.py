@@ -38,6 +38,15 @@ EXCERPT = DATA_DIR / "bidmc_09_excerpt.csv.gz"
 EXCERPT_NUMERICS = DATA_DIR / "bidmc_09_excerpt_Numerics.csv.gz"
 
 
+# -- state ----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemons (in-process and children) keep their store of unsent messages in the
+    test's own folder, as systemd's StateDirectory= would give them, never in the home folder:
+    a message one test left unsent must not reach another test's subscriber."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+
 # -- data ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -43,6 +43,9 @@ class AlarmInputs:
     last_breath_s: float | None  # signal time of the newest detected breath (None: none yet)
     breathing_monitored: bool  # a breath detector (impedance, ...) is in use
     roles: Mapping[str, RoleState] = field(default_factory=dict)
+    #: faults of the appliance itself that the shell reports (condition key -> what is
+    #: wrong), e.g. {"store_failed": "cannot write /var/lib/bedside/... (disk full)"}
+    faults: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,32 @@ def _rate_off(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     return Verdict(off, round(pct, 2), f"{role} arrives {pct:+.2f} % off its nominal rate")
 
 
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault of the appliance that the daemon's shell reports in ``AlarmInputs.faults``
+    under this condition's key (the core itself never sees disks or sockets)."""
+
+    key: str
+    priority: str = "low"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        detail = inp.faults.get(self.key, "")
+        return [
+            Check(
+                (self.key, None),
+                present=bool(detail),
+                still=bool(detail),
+                value=None,
+                limit=None,
+                unit="",
+                priority=self.priority,
+                technical=True,
+                detail=detail,
+            )
+        ]
+
+
 #: The registry: condition key -> condition, in the order the engine evaluates them.
 CONDITIONS: dict[str, Condition] = {}
 
@@ -288,5 +317,8 @@ for _c in (
     RoleCondition("poor_signal", _poor_signal, lambda c: c.poor_signal_s, "s", escalates=False),
     RoleCondition("inference_error", _inference_error, lambda c: None, "", escalates=False),
     RoleCondition("rate_off", _rate_off, lambda c: c.rate_error_percent, "%", escalates=False),
+    # the store of unsent messages cannot be written (disk full, read-only, failing): messages
+    # still go out from memory, but a restart or power cut now would lose what is unsent
+    DeviceFault("store_failed"),
 ):
     register(_c)
