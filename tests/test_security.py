@@ -1,4 +1,4 @@
-"""Security against a real Mosquitto with TLS, a password file and an ACL (``secure_broker.py``):
+"""Security against a real Mosquitto with TLS, a password file and an ACL (``tls_broker.py``):
 strangers are refused, the daemon connects over TLS (verifying the broker) and publishes, only
 the station role may acknowledge an alarm, and the password never appears in the daemon's log
 or command line."""
@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secure_broker import Pki, TlsBroker, make_pki, tools_missing
 from station_support import ALARM_LIMITS_TOML, alarming_recording
+from tls_broker import USERS, TlsBroker, tools_missing
 
 from device.config import MqttConfig
 from device.sinks.mqtt import Publisher
 
 ROOT = Path(__file__).resolve().parents[1]
-BED = "icu-3"
-PASSWORDS = {BED: "bed-secret-7f3a", "station-1": "station-secret-91c2", "viewer": "viewer-5d1e"}
+BED = "bed1"  # a bed of tests/tls_broker.py's ACL
+PASSWORDS = USERS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -33,14 +33,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TlsBroker, Pki]]:
-    d = tmp_path_factory.mktemp("tls")
-    pki = make_pki(d / "pki", BED)
-    broker = TlsBroker(d, pki, PASSWORDS)
-    broker.start()
-    yield broker, pki
-    broker.stop()
+@pytest.fixture
+def tls(tls_broker: TlsBroker) -> Iterator[tuple[TlsBroker, TlsBroker]]:
+    """The module's TLS broker (conftest), which also holds its CA and client certificate."""
+    yield tls_broker, tls_broker
 
 
 class Client:
@@ -111,14 +107,14 @@ class Client:
         self.client.loop_stop()
 
 
-def test_strangers_are_refused_and_the_station_gets_in(tls: tuple[TlsBroker, Pki]) -> None:
+def test_strangers_are_refused_and_the_station_gets_in(tls: tuple[TlsBroker, TlsBroker]) -> None:
     broker, pki = tls
     anonymous = Client(broker.port, pki.ca)
-    wrong = Client(broker.port, pki.ca, "station-1", "not-the-password")
+    wrong = Client(broker.port, pki.ca, "station", "not-the-password")
     # plain MQTT on the TLS port: no CONNACK ever comes (the broker waits for a TLS handshake)
-    plain = Client(broker.port, None, "station-1", PASSWORDS["station-1"], use_tls=False, wait_s=3)
-    untrusting = Client(broker.port, None, "station-1", PASSWORDS["station-1"])  # system CAs
-    station = Client(broker.port, pki.ca, "station-1", PASSWORDS["station-1"])
+    plain = Client(broker.port, None, "station", PASSWORDS["station"], use_tls=False, wait_s=3)
+    untrusting = Client(broker.port, None, "station", PASSWORDS["station"])  # system CAs
+    station = Client(broker.port, pki.ca, "station", PASSWORDS["station"])
     try:
         assert anonymous.result.startswith("refused") and "authori" in anonymous.result.lower()
         assert wrong.result.startswith("refused"), wrong.result
@@ -135,7 +131,7 @@ def _alarms(msgs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_daemon_over_tls_publishes_and_only_the_station_may_acknowledge(
-    tls: tuple[TlsBroker, Pki], tmp_path: Path
+    tls: tuple[TlsBroker, TlsBroker], tmp_path: Path
 ) -> None:
     broker, pki = tls
     secret = tmp_path / "mqtt-password"
@@ -158,7 +154,7 @@ def test_daemon_over_tls_publishes_and_only_the_station_may_acknowledge(
         timeout=60,
     )
     assert check.returncode == 0, check.stderr
-    station = Client(broker.port, pki.ca, "station-1", PASSWORDS["station-1"])
+    station = Client(broker.port, pki.ca, "station", PASSWORDS["station"])
     viewer = Client(broker.port, pki.ca, "viewer", PASSWORDS["viewer"])
     assert station.result == viewer.result == "accepted"
     station.subscribe(f"bedside/{BED}/#")
@@ -225,13 +221,16 @@ def _connects(cfg: MqttConfig) -> Publisher:
 
 
 def test_client_certificate_is_presented_where_the_broker_requires_one(
-    tls: tuple[TlsBroker, Pki], tmp_path: Path
+    tls: tuple[TlsBroker, TlsBroker], tmp_path: Path
 ) -> None:
     broker, pki = tls
     secret = tmp_path / "pw"
     secret.write_text(PASSWORDS[BED])
     base = MqttConfig(
-        broker=broker.cert_url, ca_file=str(pki.ca), username=BED, password_file=str(secret)
+        broker=f"mqtts://localhost:{broker.mtls_port}",
+        ca_file=str(pki.ca),
+        username=BED,
+        password_file=str(secret),
     )
     with_cert = _connects(
         MqttConfig(
