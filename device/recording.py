@@ -40,9 +40,10 @@ TIME_COLUMN = "Time [s]"
 #: the rates the front ends of real bedside boards use (HealthyPi 125 Hz .. 1 kHz ECG).
 MIN_VITAL_FS_HZ = 50.0
 MAX_VITAL_FS_HZ = 1000.0
-#: Audio is filtered to the 150-800 Hz breath-sound band at 2 kHz, so a file must hold at
-#: least that; 192 kHz is the highest rate recorders write.
-MIN_AUDIO_FS_HZ = 2000.0
+#: Heart sounds (S1/S2, 25-200 Hz) are often recorded at 1 kHz (phonocardiogram databases);
+#: breath sounds need 2 kHz (their 150-800 Hz band), and the breath-sound estimator answers
+#: nothing from a slower file. 192 kHz is the highest rate recorders write.
+MIN_AUDIO_FS_HZ = 1000.0
 MAX_AUDIO_FS_HZ = 192000.0
 
 
@@ -272,7 +273,7 @@ def _checked(rec: Recording) -> Recording:
         raise UserError(
             f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside "
             f"{MIN_AUDIO_FS_HZ:g}-{MAX_AUDIO_FS_HZ:g} Hz for audio",
-            "record or resample the sound at 2-192 kHz (e.g. sox IN -r 8000 OUT)",
+            "record or resample the sound at 1-192 kHz (e.g. sox IN -r 8000 OUT)",
         )
     vital = [r for r in rec.roles if r in VITAL_ROLES]
     if vital and not (MIN_VITAL_FS_HZ <= rec.fs_hz <= MAX_VITAL_FS_HZ):

@@ -166,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"bedside run: {args.config or 'flags'}: configuration is valid")
         return 0
-    cfg = apply_flags(load_config(args.config), args)
-    logs.apply_config(cfg.log, getattr(args, "verbose", 0))
+    # a stop asked for while starting (systemd may send SIGTERM then) is a clean stop too
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -176,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    cfg = apply_flags(load_config(args.config), args)
+    logs.apply_config(cfg.log, getattr(args, "verbose", 0))
     return run_daemon(cfg, stop)
 
 
