@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from device import __version__, logs
 from device.errors import UserError
@@ -76,7 +77,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: what to install when a command's package is not there
+_PACKAGE_FIX = {
+    "lab": "install bedside-edge from its source tree (the lab package is not on this machine)",
+    "convert": "pip install 'bedside-edge[convert]' (TensorFlow; not needed on the appliance)",
+    "station": "pip install 'bedside-edge[station]'",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; only ``command``'s module is imported (all when None), so
+    ``bedside run`` loads nothing of the workshop, the lab or the station."""
     parser = argparse.ArgumentParser(
         prog="bedside",
         description="bedside-edge: heart-rate and respiratory-rate monitoring on an edge device, "
@@ -88,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        mod = importlib.import_module(module)
+        if command is not None and name != command:
+            sub.add_parser(name, help=help_text)
+            continue
+        mod = _import_command(name, module)
         p = sub.add_parser(
             name,
             help=help_text,
@@ -100,9 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_command(name: str, module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        package = module.split(".")[0]
+        if e.name is None or e.name.split(".")[0] != package or package not in _PACKAGE_FIX:
+            raise
+        raise UserError(f"'bedside {name}' is not installed here", _PACKAGE_FIX[package]) from None
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one), if any."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command_in(words))
+    except UserError as e:
+        print(f"bedside: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    args = parser.parse_args(words)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logs.setup(level)  # one line per record; journald priorities under systemd
     try:

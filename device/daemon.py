@@ -52,6 +52,8 @@ SILENCE_UNKNOWN_RHYTHM_S = 1.0
 STATUS_PERIOD_S = 10.0
 #: how long the main loop waits for a frame before looking at commands and silence again
 POLL_S = 0.1
+#: on stop, what the sources delivered is still processed for at most this long
+STOP_DRAIN_S = 2.0
 
 
 class _SourceClock:
@@ -153,6 +155,7 @@ class Daemon:
         try:
             now = started_at = time.monotonic()
             for s in self.sources:
+                self.queue.register(s.name, s.roles)
                 if getattr(s, "live", True) and not getattr(s, "reports_gaps", False):
                     self._clocks[s.name] = _SourceClock(s, now)
                 s.start(self.queue, self.stop)
@@ -204,8 +207,11 @@ class Daemon:
                 if not failed:
                     # what the sources delivered before they stopped is still processed and
                     # published
-                    while (frame := self.queue.get(timeout=0)) is not None:
+                    # (bounded: a core far behind a fast source must still stop promptly)
+                    budget = time.monotonic() + STOP_DRAIN_S
+                    while time.monotonic() < budget and (frame := self.queue.get(0)) is not None:
                         self._take(frame)
+                        self._publish(self.monitor.step())
                     self._publish(self.monitor.step())
                     self._apply(self._poll_sinks())
                 status = self._status()
@@ -227,7 +233,7 @@ class Daemon:
         for role, n in frame.n_lost.items():
             if n > 0:
                 self.monitor.feed_gap(role, n)
-        if frame.n_lost and frame.source in self._clocks:
+        if frame.n_lost and not frame.dropped and frame.source in self._clocks:
             log.debug("%s reports its own lost samples; the daemon stops gapping it", frame.source)
             del self._clocks[frame.source]
         clock = self._clocks.get(frame.source)
@@ -349,7 +355,7 @@ class Daemon:
             estimators={f"{e.quantity}_{e.role}": e.name for e in self.monitor.pipeline.estimators},
             sources={s.name: s.status() for s in self.sources},
             gap_samples={name: dict(c.gap_samples) for name, c in self._clocks.items()},
-            queue={"dropped_frames": self.queue.dropped_frames, "depth": self.queue.qsize()},
+            queue=self.queue.status(),
             sinks={sink.key: sink.counters() for sink in self.sinks},
             counters=dict(self.counters),
             alarms=tuple(self.monitor.alarm_summary()),

@@ -50,3 +50,33 @@ def test_device_pipeline_and_daemon_import_no_tensorflow() -> None:
     assert out["vitals"] == 40  # the probe really ran the core
     assert out["roles"] == ["ecg", "ppg", "resp"]  # and really built the daemon's monitor
     assert out["heavy"] == [], f"device imported {out['heavy']}"
+
+
+APPLIANCE = r"""
+import json, sys
+from device.cli import build_parser
+build_parser("run").parse_args(["run", "--replay", "x"])
+build_parser("process")
+from device.config import load_config
+from device.preflight import preflight
+from device.daemon import Daemon
+import device.commands.run, device.commands.process, device.offline, device.sinks.jsonl
+
+cfg = load_config(None)
+cfg.replay.path = "device/data/bidmc_09_excerpt.csv.gz"
+cfg.mqtt.broker = "mqtt://127.0.0.1:9"
+plan = preflight(cfg)
+others = sorted(m for m in sys.modules if m.split(".")[0] in ("lab", "convert", "station"))
+print(json.dumps({"others": others, "sources": [s.name for s in plan.sources]}))
+"""
+
+
+def test_the_appliance_imports_no_lab_workshop_or_station_code() -> None:
+    """What `bedside run` and `bedside process` load holds nothing of lab/, convert/ or
+    station/: those packages may be left off an appliance."""
+    r = subprocess.run(
+        [sys.executable, "-c", APPLIANCE], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["sources"] and out["others"] == [], out["others"]

@@ -37,7 +37,7 @@ class Status:
     t_s: float  # signal time of the last completed second
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gap_samples: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    queue: Mapping[str, int] = field(default_factory=dict)
+    queue: Mapping[str, object] = field(default_factory=dict)
     sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
     alarms: tuple[Mapping[str, Any], ...] = ()

@@ -28,8 +28,11 @@ FRAME_S = 0.1
 #: shortest wall-clock interval between frames; below ~5 ms sleeps are dominated by scheduler
 #: jitter, so faster replays deliver longer frames instead
 MIN_FRAME_WALL_S = 0.005
-#: frames waiting in the queue beyond which the replay waits for the core to catch up
-BACKLOG_FRAMES = 50
+#: signal waiting in the queue beyond which the replay waits for the core to catch up (well
+#: below the queue's bound, so a replay is never dropped)
+BACKLOG_S = 2.0
+#: longest frame: a fast replay sends more frames, not longer ones than this
+MAX_FRAME_S = 1.0
 
 
 class ReplaySource(ThreadedSource):
@@ -55,7 +58,8 @@ class ReplaySource(ThreadedSource):
         self.name = f"replay:{rec.path}"
         self.roles: dict[str, float] = dict.fromkeys(rec.roles, rec.fs_hz)
         self._signals = rec.role_signals()
-        self._chunk = max(1, int(round(max(FRAME_S, MIN_FRAME_WALL_S * self.speed) * rec.fs_hz)))
+        frame_s = min(MAX_FRAME_S, max(FRAME_S, MIN_FRAME_WALL_S * self.speed))
+        self._chunk = max(1, int(round(frame_s * rec.fs_hz)))
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._frames = 0
@@ -112,7 +116,7 @@ class ReplaySource(ThreadedSource):
                     self._loops += 1
                 # the start of the recording does not follow on from its end
                 out.put(Frame(source=self.name, restart=True, wall_s=time.monotonic()))
-            while out.qsize() > BACKLOG_FRAMES and not stop.is_set():
+            while out.queued_s(self.name) > BACKLOG_S and not stop.is_set():
                 self._beat()  # waiting for the core is this thread's work, not a hang
                 with self._lock:
                     self._waits += 1
