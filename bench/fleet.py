@@ -6,7 +6,8 @@
 Starts its own Mosquitto on a free loopback port and a subscriber (a nurses' station that
 checks every message), then N beds, each replaying one real record in real time: the bundled
 excerpt of BIDMC record 09 and, when ``../shared/data/bidmc/bidmc_csv`` is there, its 42
-records (bed i plays record i mod 43, from its own offset, so no two beds are in step).
+records (spread over the records in blocks; beds on the same record start 97 s apart in it, so
+no two beds are in step).
 
 Two ways to run a bed (``--mode``):
 
@@ -18,6 +19,10 @@ Two ways to run a bed (``--mode``):
   that were switched on at different moments do), steps its monitor and hands the messages to
   its sink, exactly what the daemon's main loop does with a replay source.
 - ``daemon``: each bed is a ``bedside run --replay REC --loop`` process, as on an appliance.
+
+Each worker and each daemon runs in a session of its own, as separate services do: Linux's
+autogroup scheduling then shares the CPU between them and other jobs on the machine, instead of
+giving the whole fleet one share.
 
 What the subscriber checks, for every message: the JSON schema of its topic (vitals, alarms,
 status: keys, types, ``bed`` = the topic's bed, ISO 8601 ``ts``), and per bed the sequence
@@ -101,6 +106,14 @@ STATUS_PERIOD_S = 10
 def record_paths() -> list[Path]:
     shared = sorted(SHARED.glob("bidmc_*_Signals.csv*")) if SHARED.is_dir() else []
     return [BUNDLED, *shared]
+
+
+def bed_record(i: int, beds: int, paths: list[Path]) -> tuple[Path, float]:
+    """The record bed i replays and where in it it starts: beds are spread over the records in
+    blocks (so a worker reads few of them), and beds on the same record start 97 s apart."""
+    per_record = max(1, math.ceil(beds / len(paths)))
+    rec = min(i // per_record, len(paths) - 1) if beds > len(paths) else i
+    return paths[rec % len(paths)], 97.0 * (i % per_record)
 
 
 def bed_name(i: int) -> str:
@@ -496,18 +509,17 @@ def worker(args: argparse.Namespace) -> int:
     beds = []
     outdir = Path(args.outdir)
     for i in range(args.first, args.first + args.count):
-        path = paths[i % len(paths)]
+        path, offset_s = bed_record(i, args.beds, paths)
         if path not in recs:
-            recs[path] = read_recording(path)
-        rec = recs[path]
+            rec = read_recording(path)
+            per_s = int(round(rec.fs_hz))
+            n = rec.n_samples - rec.n_samples % per_s  # whole seconds, so the wrap is clean
+            sig = {r: np.asarray(x[:n], dtype=np.float64) for r, x in rec.role_signals().items()}
+            recs[path] = (sig, rec.fs_hz, per_s, n)
+        signals, fs, per_s, n = recs[path]
         name = bed_name(i)
-        signals = {r: np.asarray(x, dtype=np.float64) for r, x in rec.role_signals().items()}
-        fs = rec.fs_hz
-        per_s = int(round(fs))
-        n = rec.n_samples - rec.n_samples % per_s
-        # each bed from its own place in its record (37 s apart), wrapping at the end
-        start = ((i // len(paths)) * 37 * per_s + i * per_s) % n
-        signals = {r: np.concatenate([x[start:n], x[:start]]) for r, x in signals.items()}
+        # from its own place in the record, wrapping at the end (beds share the arrays)
+        start = int(offset_s * per_s) % n
         mqtt_cfg = dataclasses.replace(
             cfg.mqtt,
             broker=f"mqtt://127.0.0.1:{args.port}",
@@ -516,7 +528,14 @@ def worker(args: argparse.Namespace) -> int:
         monitor = Monitor.for_inputs(dict.fromkeys(signals, fs), cfg, bed=name)
         sink: Any = MqttSink(mqtt_cfg, name) if args.publisher == "sink" else None
         beds.append(
-            {"name": name, "monitor": monitor, "sink": sink, "signals": signals, "per_s": per_s}
+            {
+                "name": name,
+                "monitor": monitor,
+                "sink": sink,
+                "signals": signals,
+                "per_s": per_s,
+                "start": start,
+            }
         )
     started = iso_utc(time.time())
 
@@ -573,11 +592,11 @@ def worker(args: argparse.Namespace) -> int:
         else:
             late_ms.append(-wait * 1e3)
         b = beds[j]
-        a = (k - 1) * b["per_s"]
+        a = b["start"] + (k - 1) * b["per_s"]
         mon = b["monitor"]
         for role, x in b["signals"].items():
-            idx = np.arange(a, a + b["per_s"]) % len(x)
-            mon.feed(role, x[idx])
+            a %= len(x)
+            mon.feed(role, x[a : a + b["per_s"]])  # whole seconds: never across the end
         sink = b["sink"]
         msgs = mon.step()
         for msg in msgs:
@@ -691,6 +710,7 @@ def run_inproc(
                 text=True,
                 env=child_env(),
                 cwd=ROOT,
+                start_new_session=True,
             )
         )
         first += size
@@ -762,11 +782,15 @@ def run_daemons(
                 "-m",
                 "device",
                 "run",
-                *("--replay", str(paths[i % len(paths)]), "--loop"),
+                *("--replay", str(bed_record(i, args.beds, paths)[0]), "--loop"),
                 *("--broker", f"mqtt://127.0.0.1:{broker.port}", "--bed", bed_name(i)),
                 *("--outbox", str(tmp / f"{bed_name(i)}-outbox.jsonl")),
             ]
-            daemons.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=child_env(), cwd=ROOT))
+            daemons.append(
+                subprocess.Popen(
+                    cmd, stdout=log, stderr=log, env=child_env(), cwd=ROOT, start_new_session=True
+                )
+            )
             time.sleep(args.stagger)
         names = [bed_name(i) for i in range(args.beds)]
         all_online = station.wait(
