@@ -283,6 +283,8 @@ class Station:
         self.n_schema_errors = 0
         #: (receive wall time, latency ms, lag ms or NaN) per vitals/alarm message
         self.samples: list[tuple[float, float, float]] = []
+        #: (receive wall time, payload bytes) of every message, status included
+        self.traffic: list[tuple[float, int]] = []
         #: bed -> (receive wall time, t_s) of each vitals message, for the real-time rate
         self.progress: dict[str, list[tuple[float, float]]] = {}
         self.due: dict[str, float] = {}  # bed -> wall time of its signal time 0 (inproc)
@@ -315,6 +317,7 @@ class Station:
             body = None
         problem = check_payload(leaf, bed, body) if leaf in SCHEMAS else "unknown topic"
         with self.lock:
+            self.traffic.append((recv, len(msg.payload)))
             seen = self.beds.setdefault(bed, BedSeen())
             if problem is not None:
                 self.n_schema_errors += 1
@@ -886,6 +889,7 @@ def summarise(
         received = sum(s.vitals + s.alarms for s in beds.values())
         in_window = [s for s in samples if a <= s[0] <= b]
         rates = [rate for p in station.progress.values() if (rate := pace(p, a, b)) is not None]
+        traffic = [x for x in station.traffic if a <= x[0] <= b]
         schema_errors = station.n_schema_errors
         examples = list(station.schema_errors)
     # inproc: every message is sent inside the schedule; daemons: latency in the window
@@ -911,6 +915,14 @@ def summarise(
         "lag_p50_ms": percentile(lag, 50),
         "lag_p99_ms": percentile(lag, 99),
         "latency_max_ms": round(max(lat), 1) if lat else None,
+        "window_messages_per_s": round(len(traffic) / res["window_s"], 1),
+        "window_payload_bytes_per_bed_per_s": round(
+            sum(x[1] for x in traffic) / res["window_s"] / args.beds, 1
+        ),
+        # each message in the window went in once (from a bed) and out once (to the station)
+        "broker_cpu_us_per_message": round(
+            res["broker_cpu_percent"] / 100 * res["window_s"] / max(1, 2 * len(traffic)) * 1e6, 1
+        ),
         "realtime_ratio": round(sum(rates) / len(rates), 4) if rates else None,
         "realtime_ratio_min_bed": round(min(rates), 4) if rates else None,
         "schema_errors": schema_errors,
