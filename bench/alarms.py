@@ -29,7 +29,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device.config import AlarmsConfig, load_config  # noqa: E402
+from device.config import (
+    AlarmsConfig,  # noqa: E402
+    load_config,  # noqa: E402
+)
 from device.offline import process_recording  # noqa: E402
 from device.recording import Recording, read_csv  # noqa: E402
 from lab import splice  # noqa: E402

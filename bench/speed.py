@@ -54,7 +54,7 @@ def main() -> int:
         t0, w0 = time.process_time(), time.perf_counter()
         out = list(process_recording(rec, cfg))
         runs.append((time.process_time() - t0, time.perf_counter() - w0))
-        n_vitals = sum(1 for r in out if r.kind == "vitals")
+        n_vitals = sum(1 for m in out if m.kind == "vitals")
     cpu = min(r[0] for r in runs)
     wall = min(r[1] for r in runs)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

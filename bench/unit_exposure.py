@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd/bedside.service"
@@ -43,7 +44,7 @@ def main() -> int:
     if not m:
         print(out, file=sys.stderr)
         return 1
-    open_checks = []
+    open_checks: list[dict[str, Any]] = []
     for line in out.splitlines():
         if line.startswith("✗"):
             parts = line[1:].split()
@@ -63,7 +64,7 @@ def main() -> int:
     Path(a.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(
         f"exposure {result['exposure']} (target <= 1.5); open: "
-        + ", ".join(c["setting"] for c in open_checks)
+        + ", ".join(str(c["setting"]) for c in open_checks)
     )
     return 0
 

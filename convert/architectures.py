@@ -118,4 +118,5 @@ def soft_labels(rates: np.ndarray, lo: float, step: float, n_bins: int) -> np.nd
     centers = lo + step * np.arange(n_bins)
     z = (centers[None, :] - np.asarray(rates, dtype=np.float64)[:, None]) / step
     p = np.exp(-0.5 * z * z)
-    return (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    out: np.ndarray = (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return out

@@ -184,6 +184,12 @@ class AudioConfig:
         "sample format: 'int16' (what 'bedside replay --to alsa-raw' writes), 'int32' or 'float32'",
         "int16",
     )
+    listens: str = doc(
+        "what the sound carries: 'breath' (respiratory rate from breath sounds), 'heart' "
+        "(heart rate from heart sounds) or 'auto' (both, each published only when its "
+        "quality measure passes; see device/estimators/audio_vitals.py)",
+        "auto",
+    )
     pace_x: float = doc(
         "0: the sound card paces capture (normal use). N > 0: read no faster than N x real "
         "time, for ALSA file devices (tests, demos), which are pulled, not paced",
@@ -204,6 +210,8 @@ class AudioConfig:
             return "block_frames", "must be at least 16"
         if self.dtype not in AUDIO_DTYPES:
             return "dtype", f"'{self.dtype}' is not one of {', '.join(AUDIO_DTYPES)}"
+        if self.listens not in ("breath", "heart", "auto"):
+            return "listens", f"'{self.listens}' is not one of breath, heart, auto"
         if self.pace_x < 0:
             return "pace_x", "must be 0 (device-paced) or a positive speed factor"
         return None
@@ -247,9 +255,14 @@ class AlarmsConfig:
         "signal quality too low to measure for this long raises poor_signal", 10.0
     )
     latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
+    rate_error_percent: float = doc(
+        "a live source whose measured sample rate is off its nominal rate by more than this "
+        "raises rate_off",
+        1.0,
+    )
     enabled: list[str] = doc(
         "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
-        "signal_lost, sensor_off, poor_signal, inference_error",
+        "signal_lost, sensor_off, poor_signal, inference_error, rate_off",
         factory=lambda: [
             "hr_high",
             "hr_low",
@@ -260,6 +273,7 @@ class AlarmsConfig:
             "sensor_off",
             "poor_signal",
             "inference_error",
+            "rate_off",
         ],
     )
 

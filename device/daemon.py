@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 
 from device.alarms import AlarmEvent
+from device.clock import RateEstimate
 from device.config import Config
 from device.delegates import Degraded
 from device.estimators.registry import describe
@@ -115,6 +116,7 @@ class Daemon:
         for s in sources:
             fs.update(s.roles)
         self.started_wall = time.time()
+        self._started_mono = time.monotonic()
         self.monitor = monitor or Monitor.for_inputs(fs, cfg, bed=self.bed)
         # live alarm ids carry the wall-clock start, so they are unique across restarts
         self.monitor.epoch_s = self.started_wall if self.live else 0.0
@@ -127,6 +129,14 @@ class Daemon:
             "commands_rejected": 0,
         }
         self._clocks: dict[str, _SourceClock] = {}
+        #: each live source's rate against the monotonic clock (device/clock.py)
+        self._rates = {
+            s.name: RateEstimate(max(s.roles.values()))
+            for s in sources
+            if getattr(s, "live", True) and s.roles
+        }
+        self._fed_s: dict[str, float] = {}  # signal time fed to the core, per role
+        self._read_at: dict[str, float] = {}  # monotonic time that input was read, per role
         self._last_status = 0.0
         self._connects_seen = 0
         #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
@@ -228,11 +238,22 @@ class Daemon:
         self.counters["frames"] += 1
         if frame.restart:
             self._restart_core(frame.source)
+        read_at = frame.wall_s or time.monotonic()
         for role, x in frame.samples.items():
             self.monitor.feed(role, x)
+            self._fed(role, len(x), read_at)
         for role, n in frame.n_lost.items():
             if n > 0:
                 self.monitor.feed_gap(role, n)
+                self._fed(role, n, read_at)
+        rate = self._rates.get(frame.source)
+        if rate is not None:
+            if frame.n_lost or frame.restart:
+                rate.restart()  # not the board's own rhythm
+            elif frame.samples:
+                rate.add(read_at, len(next(iter(frame.samples.values()))))
+            for role in frame.samples:
+                self.monitor.rate_errors[role] = rate.error
         if frame.n_lost and not frame.dropped and frame.source in self._clocks:
             log.debug("%s reports its own lost samples; the daemon stops gapping it", frame.source)
             del self._clocks[frame.source]
@@ -250,6 +271,13 @@ class Daemon:
             clock.read_at = read_at
             clock.last_frame = clock.gapped_until = now
             clock.debt = dict.fromkeys(clock.debt, 0.0)
+
+    def _fed(self, role: str, n: int, read_at: float) -> None:
+        """Book-keeping for timestamps: signal time fed per role, and when it was read."""
+        fs = self.monitor.pipeline.fs_hz.get(role)  # type: ignore[call-overload]
+        if fs:
+            self._fed_s[role] = self._fed_s.get(role, 0.0) + n / fs
+            self._read_at[role] = read_at
 
     def _restart_core(self, source: str) -> None:
         """A looping replay went back to its beginning: that is not the same patient a
@@ -283,6 +311,7 @@ class Daemon:
                 if n > 0:
                     self.monitor.feed_gap(role, n)
                     clock.gap_samples[role] += n
+                    self._fed(role, n, now)
 
     def _publish(self, messages: Sequence[Message]) -> None:
         alarms_changed = False
@@ -311,11 +340,17 @@ class Daemon:
             self.sd.status(summary_line(self.bed, self._last_vitals, status))
 
     def _ts(self, msg: Message) -> float:
-        """Wall-clock time of a message: for live sources the moment its signal time was
-        sampled; for a replay (whose signal clock is the recording's) the moment it is sent."""
-        if self.live:
-            return self.monitor.epoch_s + msg.t_s
-        return time.time()
+        """Wall-clock time of a message: for live sources the moment the sample at its signal
+        time was read (from the role that completed that second: the read time of its last
+        frame, less the signal after ``t_s`` that frame carried), so ``ts`` follows the wall
+        clock whatever the board's crystal does (``device/clock.py``); for a replay (whose
+        signal clock is the recording's) the moment it is sent."""
+        now = time.time()
+        if not self.live or not self._fed_s:
+            return now
+        role = min(self._fed_s, key=lambda r: self._fed_s[r])
+        since_read = time.monotonic() - self._read_at[role]
+        return now - since_read - max(0.0, self._fed_s[role] - msg.t_s)
 
     # -- commands --------------------------------------------------------------------------
     def _poll_sinks(self) -> list[Command]:
@@ -340,6 +375,24 @@ class Daemon:
         self._publish(list(events))
 
     # -- status ----------------------------------------------------------------------------
+    def _clock_status(self, source: Source) -> dict[str, object]:
+        """A live source's measured rate and how far its signal clock is from the wall."""
+        rate = self._rates.get(source.name)
+        if rate is None:
+            return {}
+        err = rate.error
+        fed = [self._fed_s.get(r, 0.0) for r in source.roles]
+        elapsed = time.monotonic() - self._started_mono
+        return {
+            "clock": {
+                "nominal_hz": rate.nominal_hz,
+                "rate_hz": None if rate.rate_hz is None else round(rate.rate_hz, 4),
+                "rate_error_percent": None if err is None else round(100.0 * err, 3),
+                "measured_over_s": round(rate.span_s, 1),
+                "signal_ahead_s": round(min(fed, default=0.0) - elapsed, 3),
+            }
+        }
+
     def _send_status(self) -> None:
         self._last_status = time.monotonic()
         status = self._status()
@@ -353,7 +406,7 @@ class Daemon:
             mode="live" if self.live else "replay",
             t_s=self.monitor.t_s,
             estimators={f"{e.quantity}_{e.role}": e.name for e in self.monitor.pipeline.estimators},
-            sources={s.name: s.status() for s in self.sources},
+            sources={s.name: {**s.status(), **self._clock_status(s)} for s in self.sources},
             gap_samples={name: dict(c.gap_samples) for name, c in self._clocks.items()},
             queue=self.queue.status(),
             sinks={sink.key: sink.counters() for sink in self.sinks},

@@ -38,13 +38,15 @@ class Monitor:
         self.alarms = AlarmEngine(cfg.alarms, self.bed, epoch_s)
         #: the last completed second, as the core computed it (None before the first)
         self.last: Second | None = None
+        #: each role's source rate error as the shell measured it (None: not known)
+        self.rate_errors: dict[str, float | None] = {}
 
     @classmethod
     def for_inputs(
         cls, fs_hz: Mapping[str, float], cfg: Config, bed: str = "", epoch_s: float = 0.0
     ) -> Monitor:
         pipeline = Pipeline(
-            fs_hz, default_estimators(fs_hz, cfg.models), sensor_off_s=cfg.alarms.sensor_off_s
+            fs_hz, default_estimators(fs_hz, cfg), sensor_off_s=cfg.alarms.sensor_off_s
         )
         return cls(pipeline, cfg, bed, epoch_s)
 
@@ -87,6 +89,7 @@ class Monitor:
                 off_reason=inp.off_reason,
                 poor_s=inp.poor_s,
                 error="; ".join(msg for key, msg in second.errors.items() if key.role == role),
+                rate_error=self.rate_errors.get(role.value),
             )
             for role, inp in second.inputs.items()
         }

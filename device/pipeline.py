@@ -17,16 +17,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from device.dsp.gaps import HoldGaps
+from device.dsp.polyphase import AudioStream
 from device.dsp.resample import Resampler
 from device.estimators.base import Estimate, Estimator
 from device.estimators.breaths import BreathIntervalRR
 from device.inputs import RoleInput, RoleTracker
 from device.messages import Vitals
 from device.roles import EstimateKey, Quantity, Role
+
+if TYPE_CHECKING:
+    from device.config import Config
 
 #: Preference order of sources for each quantity: ECG is the reference for heart rate
 #: (a PPG pulse rate lags and misses beats in arrhythmia); thoracic impedance is the
@@ -73,13 +78,15 @@ class RoleStream:
         return y
 
 
-def default_estimators(roles: Iterable[str], mcfg: object | None = None) -> list[Estimator]:
-    """The estimators the core runs for these roles (``estimators.registry``); ``mcfg`` is the
-    ``[models]`` section (a ``ModelsConfig``)."""
-    from device.config import ModelsConfig
+def default_estimators(roles: Iterable[str], cfg: Config | None = None) -> list[Estimator]:
+    """The estimators the core runs for these roles (``estimators.registry``), by ``cfg``'s
+    ``[models]`` and what its ``[audio]`` channel listens to."""
+    from device.estimators.audio_vitals import unheard
     from device.estimators.registry import select_estimators
 
-    return select_estimators(roles, mcfg if isinstance(mcfg, ModelsConfig) else None)
+    if cfg is None:
+        return select_estimators(roles)
+    return select_estimators(roles, cfg.models, unheard(cfg.audio.listens))
 
 
 class Pipeline:
@@ -103,7 +110,7 @@ class Pipeline:
             list(estimators) if estimators is not None else default_estimators(self.fs_hz)
         )
         # role -> one resampling stream per estimator rate, with the estimators it feeds
-        self._routes: dict[Role, dict[float, tuple[RoleStream, list[Estimator]]]] = {
+        self._routes: dict[Role, dict[float, tuple[RoleStream | AudioStream, list[Estimator]]]] = {
             r: {} for r in self.fs_hz
         }
         for est in self.estimators:
@@ -131,10 +138,12 @@ class Pipeline:
         role = Role(est.role)
         if role not in self.fs_hz:
             raise ValueError(f"estimator {est.name} needs role {role!r}, which is not an input")
-        route = self._routes[role].setdefault(
-            est.fs_hz, (RoleStream(role, self.fs_hz[role], est.fs_hz), [])
-        )
-        route[1].append(est)
+        if est.fs_hz not in self._routes[role]:
+            # audio: vectorised polyphase FIR (device/dsp/polyphase.py); the IIR resampler runs
+            # per sample and would cost several % of a core at 48 kHz
+            stream = AudioStream if role == Role.AUDIO else RoleStream
+            self._routes[role][est.fs_hz] = (stream(role, self.fs_hz[role], est.fs_hz), [])
+        self._routes[role][est.fs_hz][1].append(est)
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, role: str, x: np.ndarray | Sequence[float]) -> None:

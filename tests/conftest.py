@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: ``../shared/data``; BEDSIDE_SHARED_DATA points elsewhere (a git worktree one level deeper)
+SHARED_DATA = Path(os.environ.get("BEDSIDE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 DATA_DIR = ROOT / "device" / "data"
 EXCERPT = DATA_DIR / "bidmc_09_excerpt.csv.gz"
 EXCERPT_NUMERICS = DATA_DIR / "bidmc_09_excerpt_Numerics.csv.gz"

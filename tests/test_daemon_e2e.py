@@ -391,7 +391,8 @@ def test_replay_source_delivers_every_sample_once_in_lock_step(excerpt) -> None:
     q2 = FrameQueue()
     stop2 = threading.Event()
     looping.start(q2, stop2)
-    assert _until(lambda: looping.status()["loops"] >= 2, 20)
+    # (the replay waits for its reader: take what it sends)
+    assert _until(lambda: (q2.get(0), looping.status()["loops"] >= 2)[1], 20)
     stop2.set()
     looping.join(5)
     assert not looping.finished

@@ -168,12 +168,17 @@ class ExcerptSource(ThreadedSource):
     def _run(self, out: FrameQueue, stop: threading.Event) -> None:
         n = len(next(iter(self._signals.values())))
         for a in range(0, n, 125):
+            while out.queued_s(self.name) > 2.0 and not stop.is_set():
+                stop.wait(0.01)  # a file can wait for the core (a live board cannot)
             out.put(Frame(self.name, {r: x[a : a + 125] for r, x in self._signals.items()}))
         self._done.set()
 
 
 class MemorySink:
     key = "memory"
+    threaded = False
+    heartbeat = None
+    tried = True
 
     def __init__(self) -> None:
         self.messages: list[Message] = []

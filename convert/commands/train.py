@@ -34,7 +34,7 @@ from lab import reference
 
 #: The rate grid the models output logits on. HR 30-220 bpm every 2 bpm (adults to
 #: infants); RR 4-60 breaths/min every 1 (neonates breathe up to ~60).
-OUTPUT = {
+OUTPUT: dict[str, dict[str, Any]] = {
     "hr": {"lo": 30.0, "step": 2.0, "n_bins": 96, "units": "bpm", "range": [30.0, 220.0]},
     "rr": {"lo": 4.0, "step": 1.0, "n_bins": 57, "units": "breaths/min", "range": [4.0, 60.0]},
 }
@@ -201,7 +201,7 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         )
 
-        class Progress(keras.callbacks.Callback):
+        class Progress(keras.callbacks.Callback):  # type: ignore[misc]
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 bar.update(1)
                 if logs:
@@ -270,7 +270,7 @@ def train_one(args: argparse.Namespace, role: str) -> dict[str, Any]:
     np.savez_compressed(
         args.out / f"{stem}.oof.npz",
         b_max=np.float64(b_max),
-        **{
+        **{  # type: ignore[arg-type]
             f"{s.name}/{k}": v
             for s in subjects
             for k, v in (

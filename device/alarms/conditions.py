@@ -29,6 +29,7 @@ class RoleState:
     off_reason: str = ""  # "flat" or "saturated"
     poor_s: float = 0.0  # how long its estimators have had no usable estimate (consecutive)
     error: str = ""  # an estimator on this role raised this second
+    rate_error: float | None = None  # the source's measured rate error (0.01 = 1 % fast)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,32 @@ class InferenceError:
             )
 
 
+class RateOff:
+    """A live source's measured sample rate is off its nominal rate by more than
+    ``rate_error_percent`` (a board set to another rate, a failing crystal): its rates and
+    times cannot be trusted. Measured against the monotonic clock (``device/clock.py``)."""
+
+    key: str = "rate_off"
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        for role, st in sorted(inp.roles.items()):
+            pct = None if st.rate_error is None else 100.0 * st.rate_error
+            off = pct is not None and abs(pct) > cfg.rate_error_percent
+            yield Check(
+                ("rate_off", role),
+                present=off,
+                still=off,
+                value=None if pct is None else round(pct, 2),
+                limit=cfg.rate_error_percent,
+                unit="%",
+                priority="low",
+                technical=True,
+                detail=f"{role} arrives {pct:+.2f} % off its nominal rate" if off else "",
+                unknown=pct is None,
+            )
+
+
 #: The registry: condition key -> condition, in the order the engine evaluates them.
 CONDITIONS: dict[str, Condition] = {}
 
@@ -303,5 +330,6 @@ for _c in (
     SensorOff(),
     PoorSignal(),
     InferenceError(),
+    RateOff(),
 ):
     register(_c)

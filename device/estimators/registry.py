@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +68,10 @@ for _key, _target, _fallback in (
     (EstimateKey(Quantity.HR, Role.ECG), "device.estimators.beats:BeatIntervalHR", False),
     (EstimateKey(Quantity.HR, Role.PPG), "device.estimators.beats:BeatIntervalHR", False),
     (EstimateKey(Quantity.RR, Role.RESP), "device.estimators.breaths:BreathIntervalRR", False),
-    # breath sounds from a microphone or electronic stethoscope
-    (EstimateKey(Quantity.RR, Role.AUDIO), "device.estimators.audio:BreathSoundRR", False),
+    # heart and breath sounds from a microphone or electronic stethoscope: the heart first, so
+    # that the breath-sound estimator can refuse this second's heart rhythm
+    (EstimateKey(Quantity.HR, Role.AUDIO), "device.estimators.heart_sounds:HeartSoundsHR", False),
+    (EstimateKey(Quantity.RR, Role.AUDIO), "device.estimators.breath_sounds:BreathSoundsRR", False),
     # the PPG's breathing modulation: less accurate than impedance, so only as the fallback
     (
         EstimateKey(Quantity.RR, Role.PPG),
@@ -145,10 +147,19 @@ def chosen_models(roles: Iterable[Role], mcfg: ModelsConfig) -> dict[EstimateKey
     return dict(sorted(chosen.items()))
 
 
-def select_estimators(roles: Iterable[str], mcfg: ModelsConfig | None = None) -> list[Estimator]:
+def select_estimators(
+    roles: Iterable[str],
+    mcfg: ModelsConfig | None = None,
+    exclude: Collection[EstimateKey] = (),
+) -> list[Estimator]:
     """The estimators the core runs for ``roles``: the chosen models, then signal processing
     for every key no model serves (fallback entries only for a quantity nothing else
-    measures). A chosen model that fails its checks is an error, not a silent fallback."""
+    measures), leaving out the keys in ``exclude`` (e.g. heart rate from a microphone that
+    only listens to breathing). A chosen model that fails its checks is an error, not a
+    silent fallback.
+
+    An estimator with a ``watch(others)`` method is then shown the other estimators on its
+    role (the heart- and breath-sound estimators each refuse the other's rhythm)."""
     from device.config import ModelsConfig
     from device.estimators.model import ModelEstimator
     from device.inference import TfliteModel
@@ -158,8 +169,9 @@ def select_estimators(roles: Iterable[str], mcfg: ModelsConfig | None = None) ->
     out: list[Estimator] = [
         ModelEstimator(TfliteModel(path, mcfg, {key.role}))
         for key, path in chosen_models(in_use, mcfg).items()
+        if key not in exclude
     ]
-    covered = {EstimateKey(e.quantity, e.role) for e in out}
+    covered = {EstimateKey(e.quantity, e.role) for e in out} | set(exclude)
     entries = [e for e in SIGNAL_ESTIMATORS.values() if e.key.role in in_use]
     for entry in sorted(entries, key=lambda e: e.fallback):
         measured = {k.quantity for k in covered}
@@ -167,6 +179,10 @@ def select_estimators(roles: Iterable[str], mcfg: ModelsConfig | None = None) ->
             continue
         out.append(entry.make())
         covered.add(entry.key)
+    for est in out:
+        watch = getattr(est, "watch", None)
+        if callable(watch):
+            watch([o for o in out if o is not est and o.role == est.role])
     return out
 
 

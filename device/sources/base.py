@@ -88,16 +88,20 @@ class FrameQueue:
             src = frame.source
             self._queued_s[src] = self._queued_s.get(src, 0.0) + span
             if src in self._rates:
-                while self._queued_s[src] > self.max_s and self._drop_oldest(src):
+                # the frame just read is never dropped, however long: only the backlog is
+                while self._queued_s[src] > self.max_s and self._drop_oldest(src, frame):
                     pass
             elif len(self._frames) > MAX_FRAMES_UNKNOWN_RATE:
                 self._frames.popleft()
                 self.dropped_frames += 1
             self._cond.notify()
 
-    def _drop_oldest(self, source: str) -> bool:
-        """Turn the oldest waiting frame of ``source`` into lost samples; False if none."""
+    def _drop_oldest(self, source: str, newest: Frame) -> bool:
+        """Turn the oldest waiting frame of ``source`` (not ``newest``) into lost samples;
+        False if there is none."""
         for i, (frame, span) in enumerate(self._frames):
+            if frame is newest:
+                return False
             if frame.source == source and span > 0 and not frame.restart:
                 del self._frames[i]
                 self._queued_s[source] -= span

@@ -31,6 +31,7 @@ from device.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "device" / "data"
 DEFAULT_RECORDING = DATA / "bidmc_09_excerpt.csv.gz"
+BREATH_SOUNDS = DATA / "rrujo_thinklabs_paced12.wav"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         default=str(DEFAULT_RECORDING),
         help="recording to replay (default: the bundled BIDMC excerpt)",
+    )
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="replay the bundled breath-sound recording instead (a Thinklabs stethoscope, "
+        "breathing paced at 12/min; RRuJO, MIT licence): respiratory rate from sound",
     )
     p.add_argument(
         "--ppg-off",
@@ -115,8 +122,9 @@ def format_vitals(v: dict[str, Any]) -> str:
 
 
 def format_alarm(a: dict[str, Any]) -> str:
-    value = "" if a.get("value") is None else f" value {a['value']}"
-    limit = "" if a.get("limit") is None else f" limit {a['limit']}"
+    unit = f" {a['unit']}" if a.get("unit") else ""
+    value = "" if a.get("value") is None else f" value {a['value']}{unit}"
+    limit = "" if a.get("limit") is None else f" limit {a['limit']}{unit}"
     detail = f" ({a['detail']})" if a.get("detail") else ""
     return (
         f"t={a['t_s']:5.0f}s  ALARM {a['state'].upper():<12} {a['priority']:<6} {a['condition']}"
@@ -210,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
             cfg.mqtt.broker = url
             cfg.mqtt.prefix = args.prefix
             cfg.mqtt.outbox_path = str(Path(tmp) / "outbox.jsonl")
+            if args.audio:
+                args.recording = str(BREATH_SOUNDS)
             cfg.replay.path = args.recording
             if args.ppg_off is not None:
                 cfg.replay.path = _with_ppg_off(args.recording, args.ppg_off, Path(tmp))
