@@ -743,8 +743,8 @@ def run_inproc(
     finally:
         for w in workers:
             stop_proc(w)
-        for log in logs:
-            log.close()
+        for handle in logs:
+            handle.close()
     time.sleep(args.drain)
     sent = sum(r["vitals_sent"] + r["alarms_queued"] for r in results)
     return {
@@ -815,8 +815,8 @@ def run_daemons(
                 d.wait(60)
             except subprocess.TimeoutExpired:
                 d.kill()
-        for log in logs:
-            log.close()
+        for handle in logs:
+            handle.close()
     station.wait(
         lambda beds: all(beds[n].offline_status is not None for n in names if n in beds),
         args.drain + 10,

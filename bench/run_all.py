@@ -394,8 +394,7 @@ def render_md(report: dict[str, Any]) -> str:
     else:
         lines.append("Not available: see the parts table.")
     lines += ["", "## Fleet on one broker", ""]
-    rows = [ok(n) for n in parts if n.startswith("fleet_")]
-    rows = [r for r in rows if r]
+    rows = [r for n in parts if n.startswith("fleet_") and (r := ok(n)) is not None]
     if rows:
         lines.append("| " + " | ".join(c[1] for c in FLEET_COLS) + " |")
         lines.append("|" + "---|" * len(FLEET_COLS))
