@@ -273,7 +273,7 @@ class BedSeen:
 class Station:
     """Subscribes to every bed's vitals, alarms and status and checks each message."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -295,7 +295,7 @@ class Station:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self._ready.wait(20):
             raise RuntimeError("the station could not subscribe")
@@ -406,7 +406,7 @@ class DirectBed:
     the interpreter lock between the core's seconds, which on an appliance (one bed per
     process) does not happen."""
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -424,7 +424,7 @@ class DirectBed:
         self.client.on_connect = lambda c, u, f, rc, p: (
             None if rc.is_failure else self.connected.set()
         )
-        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.connect(host, port, keepalive=10)
         self._status: dict[str, Any] = {}
 
     def send(self, msg: Any, ts: float) -> None:
@@ -525,7 +525,7 @@ def worker(args: argparse.Namespace) -> int:
         start = int(offset_s * per_s) % n
         mqtt_cfg = dataclasses.replace(
             cfg.mqtt,
-            broker=f"mqtt://127.0.0.1:{args.port}",
+            broker=f"mqtt://{args.host}:{args.port}",
             outbox_path=str(outdir / f"{name}-outbox.jsonl"),
         )
         monitor = Monitor.for_inputs(dict.fromkeys(signals, fs), cfg, bed=name)
@@ -562,7 +562,7 @@ def worker(args: argparse.Namespace) -> int:
         is_connected = [b["sink"].publisher._connected for b in beds]
     else:
         for b in beds:
-            b["sink"] = DirectBed(b["name"], args.port)
+            b["sink"] = DirectBed(b["name"], args.host, args.port)
         threading.Thread(
             target=serve_sockets, args=([b["sink"] for b in beds], stop_serving), daemon=True
         ).start()
@@ -643,7 +643,17 @@ def worker(args: argparse.Namespace) -> int:
 
 # -- the orchestrator ----------------------------------------------------------------------
 class Broker:
-    def __init__(self, tmp: Path) -> None:
+    """Mosquitto started here on a free loopback port; or, with ``url``, a broker elsewhere
+    (a ward's, a cluster's), whose CPU and memory are then not measured."""
+
+    def __init__(self, tmp: Path, url: str = "") -> None:
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if url:
+            from device.sinks.mqtt import parse_broker_url
+
+            self.host, self.port = parse_broker_url(url, "--broker")
+            return
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.access(binary, os.X_OK):
             raise SystemExit("mosquitto is not installed: apt-get install -y mosquitto")
@@ -666,8 +676,13 @@ class Broker:
                     raise SystemExit(f"mosquitto did not start: {self.log.read_text()}") from None
                 time.sleep(0.05)
 
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
     def stop(self) -> None:
-        stop_proc(self.proc)
+        if self.proc is not None:
+            stop_proc(self.proc)
 
 
 def stop_proc(proc: subprocess.Popen[Any], timeout_s: float = 10) -> None:
@@ -700,7 +715,7 @@ def run_inproc(
             sys.executable,
             __file__,
             "--worker",
-            *("--port", str(broker.port), "--beds", str(args.beds)),
+            *("--host", broker.host, "--port", str(broker.port), "--beds", str(args.beds)),
             *("--first", str(first), "--count", str(size), "--seconds", str(args.seconds)),
             *("--outdir", str(tmp), "--publisher", args.publisher),
         ]
@@ -786,7 +801,7 @@ def run_daemons(
                 "device",
                 "run",
                 *("--replay", str(bed_record(i, args.beds, paths)[0]), "--loop"),
-                *("--broker", f"mqtt://127.0.0.1:{broker.port}", "--bed", bed_name(i)),
+                *("--broker", broker.url, "--bed", bed_name(i)),
                 *("--outbox", str(tmp / f"{bed_name(i)}-outbox.jsonl")),
             ]
             daemons.append(
@@ -851,7 +866,8 @@ def measure_window(
     end of it."""
     start_wall = time.time()
     c0 = {pid: cpu_s(pid) for pid in pids}
-    b0, s0 = cpu_s(broker.proc.pid), time.process_time()
+    bpid = broker.proc.pid if broker.proc is not None else -1
+    b0, s0 = cpu_s(bpid), time.process_time()
     sys0 = system_cpu()
     m0 = time.monotonic()
     time.sleep(max(0.0, seconds - 0.5))
@@ -859,15 +875,15 @@ def measure_window(
     time.sleep(0.5)
     dt = time.monotonic() - m0
     c1 = {pid: cpu_s(pid) for pid in pids}
-    b1, s1 = cpu_s(broker.proc.pid), time.process_time()
+    b1, s1 = cpu_s(bpid), time.process_time()
     sys1 = system_cpu()
     used = sum(c1[p] - c0[p] for p in pids if c1[p] == c1[p] and c0[p] == c0[p])
-    bmem = mem_kb(broker.proc.pid)
+    bmem = mem_kb(bpid)
     return {
         "window": (start_wall, start_wall + dt),
         "window_s": round(dt, 2),
         "cpu_percent": round(100.0 * used / dt, 1),
-        "broker_cpu_percent": round(100.0 * (b1 - b0) / dt, 2),
+        "broker_cpu_percent": round(100.0 * (b1 - b0) / dt, 2) if bpid > 0 else None,
         "station_cpu_percent": round(100.0 * (s1 - s0) / dt, 2),
         "machine_busy_percent": round(
             100.0 * (sys1[0] - sys0[0]) / max(1.0, sys1[1] - sys0[1]) * (os.cpu_count() or 1), 1
@@ -875,7 +891,7 @@ def measure_window(
         "rss_mb": round(sum(m["rss"] for m in mems) / 1024, 1),
         "pss_mb": round(sum(m["pss"] for m in mems) / 1024, 1),
         "peak_rss_mb_max_process": round(max((m["hwm"] for m in mems), default=0) / 1024, 1),
-        "broker_rss_mb": round(bmem["rss"] / 1024, 1),
+        "broker_rss_mb": round(bmem["rss"] / 1024, 1) if bpid > 0 else None,
     }
 
 
@@ -920,8 +936,13 @@ def summarise(
             sum(x[1] for x in traffic) / res["window_s"] / args.beds, 1
         ),
         # each message in the window went in once (from a bed) and out once (to the station)
-        "broker_cpu_us_per_message": round(
-            res["broker_cpu_percent"] / 100 * res["window_s"] / max(1, 2 * len(traffic)) * 1e6, 1
+        "broker_cpu_us_per_message": (
+            round(
+                res["broker_cpu_percent"] / 100 * res["window_s"] / max(1, 2 * len(traffic)) * 1e6,
+                1,
+            )
+            if res["broker_cpu_percent"] is not None
+            else None
         ),
         "realtime_ratio": round(sum(rates) / len(rates), 4) if rates else None,
         "realtime_ratio_min_bed": round(min(rates), 4) if rates else None,
@@ -959,6 +980,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30, help="measuring window (real time)")
     ap.add_argument("--json", metavar="OUT", help="write the figures here")
     ap.add_argument("--mode", choices=("inproc", "daemon"), default="inproc")
+    ap.add_argument(
+        "--broker",
+        default="",
+        metavar="URL",
+        help="use this broker (mqtt://HOST:PORT, e.g. a ward's cluster) instead of starting "
+        "Mosquitto here; its CPU and memory are then not measured",
+    )
     ap.add_argument("--procs", type=int, default=0, help="inproc: worker processes")
     ap.add_argument(
         "--publisher",
@@ -973,6 +1001,7 @@ def main() -> int:
     ap.add_argument("--drain", type=float, default=2.0, help="seconds to wait for stragglers")
     # a worker process of inproc mode (started by this script)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -984,10 +1013,10 @@ def main() -> int:
         ap.error("--beds and --seconds must be at least 1")
     load0 = [round(x, 2) for x in os.getloadavg()]
     tmp = Path(tempfile.mkdtemp(prefix="bedside-fleet-"))
-    broker = Broker(tmp)
+    broker = Broker(tmp, args.broker)
     station: Station | None = None
     try:
-        station = Station(broker.port)
+        station = Station(broker.host, broker.port)
         run = run_inproc if args.mode == "inproc" else run_daemons
         res = run(args, broker, station, tmp)
         result = summarise(args, res, station, load0)
@@ -1009,7 +1038,7 @@ def main() -> int:
         f"{result['messages_received']}/{result['messages_sent']} "
         f"(ratio {result['delivered_ratio']}), latency p50 {result['latency_p50_ms']} ms "
         f"p99 {result['latency_p99_ms']} ms, lag p99 {result['lag_p99_ms']} ms, real time "
-        f"{result['realtime_ratio']:.3f}; beds' CPU {result['cpu_percent']} % of a core "
+        f"{result['realtime_ratio']}; beds' CPU {result['cpu_percent']} % of a core "
         f"({result['cpu_percent_per_bed']} % per bed), RSS {result['rss_mb']} MB "
         f"(PSS {result['pss_mb_per_bed']} MB per bed); broker CPU "
         f"{result['broker_cpu_percent']} %; schema errors {result['schema_errors']}, "
