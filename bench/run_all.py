@@ -130,8 +130,8 @@ def plan(quick: bool, data: Path | None) -> list[Part]:
     fleet = [(1, "inproc"), (5, "inproc")] if quick else [(1, "inproc"), (50, "inproc")]
     if not quick:
         fleet += [(200, "inproc"), (50, "daemon")]
-    seconds = 5 if quick else 30
     for beds, mode in fleet:
+        seconds = 5 if quick else (20 if beds == 1 else 30)
         budget = 60.0 + seconds + (2.5 * beds if mode == "daemon" else 0.15 * beds)
         parts.append(
             Part(
