@@ -23,7 +23,8 @@ seconds with both, coverage = share of reference seconds with an estimate. HR is
 whole bpm for every method (the device publishes whole bpm, as monitors display it; the peers'
 per-second rates are rounded the same way). The peers run offline over the whole record
 (non-causal filters, peaks found with the future in view); NeuroKit2's per-sample rate is
-averaged over each second (as ``lab/report.py`` does), HeartPy's beat-to-beat rate likewise.
+averaged over each second (as ``lab/report.py`` does), HeartPy's beat-to-beat rate likewise
+(intervals between beats it accepted, within its own 40-180 bpm range).
 
 Speed: CPU time of each method on each task (the record already read), as signal seconds per
 CPU second (x real time). ``--jobs`` runs records in parallel processes (CPU time is per
@@ -97,15 +98,21 @@ def hold_gaps(x: np.ndarray) -> np.ndarray:
     return x
 
 
+#: HeartPy's own plausible range (its process() defaults bpmmin=40, bpmmax=180): a beat
+#: interval outside it is not a heartbeat
+HEARTPY_BPM = (40.0, 180.0)
+
+
 def beat_rate_per_second(
     intervals: list[tuple[int, int]], fs: float, n_samples: int, n: int
 ) -> np.ndarray:
     """Per-second mean of the beat-to-beat rate: each interval (a, b) between two accepted
     beats (sample indices) gives 60 fs / (b - a), held from a to b; none between beats that
-    are not both accepted."""
+    are not both accepted, nor for an interval outside ``HEARTPY_BPM``."""
     rate = np.full(n_samples, np.nan)
+    lo, hi = HEARTPY_BPM
     for a, b in intervals:
-        if b > a:
+        if b > a and lo <= 60.0 * fs / (b - a) <= hi:
             rate[a:b] = 60.0 * fs / (b - a)
     return _per_second_mean(rate, fs, n)
 
@@ -178,7 +185,7 @@ def heartpy(task: str, x: np.ndarray, fs: float, n: int) -> np.ndarray:
     iv = np.asarray(intervals, dtype=float)
     rr_ms = (iv[:, 1] - iv[:, 0]) * 1000.0 / fs
     end_s = iv[:, 1] / fs
-    good = (rr_ms > 1000 * 60 / 180) & (rr_ms < 1000 * 60 / 40)  # HeartPy's bpmmin/bpmmax
+    good = (rr_ms >= 60e3 / HEARTPY_BPM[1]) & (rr_ms <= 60e3 / HEARTPY_BPM[0])
     for k in range(int(RR_WINDOW_S), n, RR_STEP_S):
         sel = good & (end_s > k - RR_WINDOW_S) & (end_s <= k)
         if sel.sum() < MIN_INTERVALS:
@@ -278,7 +285,9 @@ def main() -> int:
     t_wall = time.monotonic()
     per: dict[str, dict[str, Any]] = {}
     jobs = [(f, tasks, methods) for f in files]
-    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+    # each worker in a session of its own, so that Linux's autogroup scheduling gives each
+    # its share of a shared machine (one session would share one)
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs), initializer=os.setsid) as pool:
         for name, res in pool.map(_evaluate_star, jobs):
             per[name] = res
             print(

@@ -93,7 +93,7 @@ def plan(quick: bool, data: Path | None) -> list[Part]:
             "accuracy",
             "bench/peers.py",
             [*(["--data", str(bidmc)] if bidmc else []), *few, "--jobs", "2", "--out", "{out}"],
-            420.0,
+            480.0,
         ),
         Part(
             "speed",
