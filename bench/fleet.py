@@ -455,6 +455,16 @@ class DirectBed:
         return []
 
 
+class _Connected:
+    """``is_set()`` of a sink's publisher: connected to the broker."""
+
+    def __init__(self, publisher: Any) -> None:
+        self.publisher = publisher
+
+    def is_set(self) -> bool:
+        return bool(self.publisher.connected)
+
+
 def iso_now() -> str:
     from device.messages import iso_utc
 
@@ -559,7 +569,7 @@ def worker(args: argparse.Namespace) -> int:
         for b in beds:
             b["sink"].set_status(status(b))
             b["sink"].start()
-        is_connected = [b["sink"].publisher._connected for b in beds]
+        is_connected = [_Connected(b["sink"].publisher) for b in beds]
     else:
         for b in beds:
             b["sink"] = DirectBed(b["name"], args.host, args.port)

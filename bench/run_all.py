@@ -251,6 +251,12 @@ def _f(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+def _counts(d: Any) -> str:
+    if isinstance(d, dict):
+        return ", ".join(f"{k} {_f(v)}" for k, v in d.items()) or "none"
+    return _f(d)
+
+
 def flat(d: Any, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
     """Scalar leaves of a JSON object, as (dotted key, value)."""
     out: list[tuple[str, Any]] = []
@@ -379,8 +385,8 @@ def render_md(report: dict[str, Any]) -> str:
             lines.append(
                 f"False physiological alarms: {fa.get('physiological_false')} in "
                 f"{_f(fa.get('hours'), 1)} h ({_f(fa.get('physiological_false_per_hour'))} per "
-                f"hour) on {fa.get('records')} records; technical alarms: "
-                f"{fa.get('technical', fa.get('technical_per_hour', '-'))}."
+                f"hour) on {fa.get('records')} records; technical alarms per hour: "
+                f"{_counts(fa.get('technical_per_hour', fa.get('technical')))}."
             )
             lines.append("")
         summ = al.get("scenarios", {}).get("summary", {})
@@ -421,7 +427,13 @@ def main() -> int:
     ap.add_argument("--budget-s", type=float, default=900.0, help="the whole run (15 min)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--name", default="", help="file stem (default <date>-<host>)")
+    ap.add_argument(
+        "--render", type=Path, metavar="JSON", help="only write the .md of an earlier run's .json"
+    )
     a = ap.parse_args()
+    if a.render:
+        a.render.with_suffix(".md").write_text(render_md(json.loads(a.render.read_text())))
+        return 0
     t_start = time.monotonic()
     machine = describe_machine()
     data = shared_data()
