@@ -6,7 +6,7 @@
    with default adult limits. A physiological alarm is false when the reference (monitor ECG HR
    for hr_*, annotated-breath RR for rr_*, the annotated breaths for apnea) is inside the limit
    at the moment the alarm sounds. Technical alarms are counted per hour by condition.
-2. Times to alarm, on recordings spliced from real ones (device/splice.py), for several records
+2. Times to alarm, on recordings spliced from real ones (lab/splice.py), for several records
    with HR near 80 bpm:
    - HR step: real ECG/PPG followed by a later stretch of the same record played faster so HR
      steps to ~130 bpm; time from the step to the hr_high alarm, and HR response time (the

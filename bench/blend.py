@@ -9,7 +9,7 @@ At each second the blend is w x DSP + (1 - w) x model where both answer (the mod
 its quality gate, the spread chosen in training), and elsewhere whichever answers, or (the
 "where DSP" rows) the DSP's answer only, so the model adds no seconds the DSP withheld; HR is
 rounded to whole bpm, as the device publishes it. Scored per subject from t = 32 s against
-the same references as training (``device.reference.score``): the DSP alone, the model
+the same references as training (``lab.reference.score``): the DSP alone, the model
 alone, and blends with w from 0.9 to 0.2.
 """
 

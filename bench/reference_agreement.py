@@ -3,7 +3,7 @@
     python bench/reference_agreement.py [--data DIR] [--out bench/results/reference_agreement.json]
 
 - RR: each BIDMC record has two annotators' breath marks; the reference is the mean of their
-  rates (device/reference.py). Printed: annotator 1 against annotator 2, and each against
+  rates (lab/reference.py). Printed: annotator 1 against annotator 2, and each against
   the mean, per subject from t = 32 s, with the scoring rule of bench/accuracy.py.
 - HR: the monitor's own pulse rate (``PULSE`` in ``_Numerics``, from its pulse oximeter)
   against its ECG heart rate (``HR``, the reference), the same way.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tomllib
 import types
 import typing
@@ -44,6 +45,10 @@ class ConfigError(UserError):
     """A bad key or value in the config file (exit 1 from --check-config, 2 elsewhere)."""
 
 
+#: the roles a channel may have (device.recording.ROLES, without importing numpy here)
+KNOWN_ROLES = ("ecg", "ppg", "resp", "audio")
+
+
 @dataclass
 class BedConfig:
     id: str = doc("bed identifier, used in MQTT topics (bedside/<id>/...) and alarm ids", "bed1")
@@ -51,8 +56,15 @@ class BedConfig:
 
 @dataclass
 class MqttConfig:
+    """The broker this bed publishes to (topics and payloads: docs/mqtt.md; TLS, passwords
+    and access control: docs/security.md)."""
+
     enabled: bool = doc("publish over MQTT (false: only the other sinks, e.g. [jsonl])", True)
-    broker: str = doc("broker URL: mqtt://HOST:PORT (plain TCP)", "mqtt://127.0.0.1:1883")
+    broker: str = doc(
+        "broker URL: mqtt://HOST:PORT (plain TCP, port 1883 by default) or mqtts://HOST:PORT "
+        "(TLS, 8883 by default; the broker's certificate and host name are verified)",
+        "mqtt://127.0.0.1:1883",
+    )
     prefix: str = doc(
         "topic prefix: topics are <prefix>/<bed>/vitals|alarms|status|cmd/#", "bedside"
     )
@@ -66,11 +78,45 @@ class MqttConfig:
         "credential mqtt-password ($CREDENTIALS_DIRECTORY, LoadCredential= in the unit) if any",
         "",
     )
-    outbox_path: str = doc(
-        "file where unacknowledged QoS 1 alarm messages are kept across restarts; empty: "
-        "/var/lib/bedside/<bed>-outbox.jsonl when writable, else in memory only",
+    ca_file: str = doc(
+        "mqtts: PEM file of the CA that signed the broker's certificate; empty: the system's CAs",
         "",
     )
+    cert_file: str = doc(
+        "mqtts: PEM client certificate, for a broker that requires one (empty: none)", ""
+    )
+    key_file: str = doc(
+        "mqtts: PEM private key of cert_file (unencrypted; readable by the service only); "
+        "empty: the key is in cert_file",
+        "",
+    )
+    outbox_path: str = doc(
+        "deprecated (the JSON-lines alarm outbox of earlier versions): when set and [state] dir "
+        "is not, its folder is the state folder, and the alarms it holds are moved to the store",
+        "",
+    )
+
+
+@dataclass
+class StateConfig:
+    """What must survive a restart: the store of messages the broker has not yet acknowledged
+    (``<dir>/<bed>-store.sqlite3``, SQLite), with the per-bed ``seq`` counters."""
+
+    dir: str = doc(
+        "state folder (bedside run --state-dir); empty: $STATE_DIRECTORY under systemd "
+        "(StateDirectory=bedside: /var/lib/bedside), else ~/.local/state/bedside",
+        "",
+    )
+    vitals_keep_h: float = doc(
+        "hours of vitals (one message per second of signal) kept for a broker that is away; "
+        "past this the oldest are dropped and counted. Alarms are never dropped",
+        24.0,
+    )
+
+    def validate(self) -> tuple[str, str] | None:
+        if not self.vitals_keep_h > 0:
+            return "vitals_keep_h", "must be > 0 (24 keeps a day)"
+        return None
 
 
 @dataclass
@@ -81,6 +127,14 @@ class RecordingConfig:
         factory=dict,
     )
 
+    def validate(self) -> tuple[str, str] | None:
+        if self.fs_hz is not None and not self.fs_hz > 0:
+            return "fs_hz", f"{self.fs_hz:g} Hz is not a positive sample rate"
+        bad = sorted({r for r in self.roles.values() if r not in KNOWN_ROLES})
+        if bad:
+            return "roles", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
+        return None
+
 
 @dataclass
 class ReplayConfig:
@@ -88,6 +142,12 @@ class ReplayConfig:
     speed: float = doc("replay speed factor: 1.0 is real time", 1.0)
     loop: bool = doc("start again at the end of the recording", False)
     use: list[str] = doc("roles of the recording to use (empty: all it has)", factory=list)
+
+    def validate(self) -> tuple[str, str] | None:
+        bad = sorted({r for r in self.use if r not in KNOWN_ROLES})
+        if bad:
+            return "use", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
+        return None
 
 
 @dataclass
@@ -262,7 +322,7 @@ class AlarmsConfig:
     )
     enabled: list[str] = doc(
         "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
-        "signal_lost, sensor_off, poor_signal, inference_error, rate_off",
+        "signal_lost, sensor_off, poor_signal, inference_error, rate_off, store_failed",
         factory=lambda: [
             "hr_high",
             "hr_low",
@@ -274,6 +334,7 @@ class AlarmsConfig:
             "poor_signal",
             "inference_error",
             "rate_off",
+            "store_failed",
         ],
     )
 
@@ -362,6 +423,8 @@ class ModelsConfig:
     def validate(self) -> tuple[str, str] | None:
         from device.delegates import DELEGATES, FALLBACKS
 
+        if self.enabled and self.dir and not Path(self.dir).is_dir():
+            return "dir", f"{self.dir!r} is not a folder (give the folder of .tflite models)"
         if self.delegate not in DELEGATES:
             return (
                 "delegate",
@@ -406,6 +469,7 @@ class Config:
 
     bed: BedConfig = field(default_factory=BedConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)
@@ -428,7 +492,8 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is type(None):
         return value is None, value
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # nan and inf are TOML floats, but no setting means them: a NaN alarm limit never trips
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return True, float(value)
         return False, value
     if tp is int:

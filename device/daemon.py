@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -139,6 +140,9 @@ class Daemon:
         self._read_at: dict[str, float] = {}  # monotonic time that input was read, per role
         self._last_status = 0.0
         self._connects_seen = 0
+        #: store (issue 11): technical faults of the appliance by where they come from
+        #: ("sinks": the MQTT store's store_failed), merged into the alarm engine's inputs
+        self.faults: dict[str, dict[str, str]] = {}
         #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
         self.sd = Supervisor.from_environ()
         self._last_vitals: dict[str, object] | None = None
@@ -160,6 +164,7 @@ class Daemon:
         for sink in self.sinks:
             sink.set_status(status)
             sink.start()
+        self._keep_ids_above_store()  # store (issue 11)
         started: list[Source] = []
         failed = False
         try:
@@ -354,7 +359,33 @@ class Daemon:
 
     # -- commands --------------------------------------------------------------------------
     def _poll_sinks(self) -> list[Command]:
-        return [cmd for sink in self.sinks for cmd in sink.poll()]
+        commands = [cmd for sink in self.sinks for cmd in sink.poll()]
+        # store (issue 11): faults a sink reports (the MQTT store cannot write: store_failed)
+        # reach the alarm engine with the next second
+        faults: dict[str, str] = {}
+        for sink in self.sinks:
+            report = getattr(sink, "faults", None)
+            if report is not None:
+                faults.update(report())
+        self.faults["sinks"] = faults
+        self.monitor.faults = {k: v for part in self.faults.values() for k, v in part.items()}
+        return commands
+
+    def _keep_ids_above_store(self) -> None:
+        """store (issue 11): a live start whose wall clock is behind the latest ``ts`` the
+        bed's store has issued (the clock was set back) keeps its alarm ids above every id
+        already issued; ``ts`` itself stays the wall clock."""
+        if not self.live:
+            return
+        floor = max((float(getattr(s, "wall_floor", 0.0)) for s in self.sinks), default=0.0)
+        if floor > self.monitor.alarms.epoch_s:
+            log.warning(
+                "the wall clock (%s) is behind the last message this bed sent (%s): alarm ids "
+                "continue from there",
+                iso_utc(self.monitor.alarms.epoch_s),
+                iso_utc(floor),
+            )
+            self.monitor.alarms.epoch_s = float(math.ceil(floor) + 1)
 
     def _apply(self, commands: list[Command]) -> None:
         for cmd in commands:

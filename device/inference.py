@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import importlib.resources
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -96,6 +97,62 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _number(v: Any, finite: bool = True) -> bool:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return ok and (math.isfinite(v) or not finite)
+
+
+def manifest_problem(data: dict[str, Any]) -> str | None:
+    """The first value of a manifest the device could not use, or None."""
+    from device.recording import ROLES
+
+    inputs = data.get("inputs")
+    output = data.get("output")
+    feats = data.get("features")
+    checks: list[tuple[str, bool, str]] = [
+        ("name", isinstance(data.get("name"), str), "a string"),
+        ("task", data.get("task") in ("hr", "rr"), "'hr' or 'rr'"),
+        (
+            "inputs",
+            isinstance(inputs, list) and bool(inputs) and all(i in ROLES for i in inputs),
+            f"a list of roles ({', '.join(ROLES)})",
+        ),
+        ("quant", isinstance(data.get("quant", ""), str), "a string"),
+        ("target", isinstance(data.get("target"), str), "a string (cpu, gpu, edgetpu)"),
+        ("prefer_over_dsp", isinstance(data.get("prefer_over_dsp", False), bool), "true or false"),
+        ("sha256", isinstance(data.get("sha256"), str), "a hex string"),
+        ("features", isinstance(feats, dict) and isinstance(feats.get("name"), str), "an object"),
+        ("quantization", isinstance(data.get("quantization"), dict), "an object"),
+        (
+            "output",
+            isinstance(output, dict)
+            and _number(output.get("lo"))
+            and _number(output.get("step"))
+            and output["step"] > 0
+            and isinstance(output.get("n_bins"), int)
+            and 1 <= output["n_bins"] <= 10000
+            # max_spread may be infinite (no gate), not NaN (a gate nothing passes)
+            and _number(output.get("max_spread", 0.0), finite=False)
+            and not math.isnan(output.get("max_spread", 0.0)),
+            "an object with numbers lo, step > 0, n_bins 1-10000 and max_spread",
+        ),
+    ]
+    cv = data.get("cv", {})
+    summary = cv.get("summary", {}) if isinstance(cv, dict) else None
+    checks.append(
+        (
+            "cv",
+            # NaN when cross-validation scored no subject (prefer_over_dsp is then false)
+            isinstance(summary, dict) and _number(summary.get("mean_mae", 0.0), finite=False),
+            "an object whose summary has a number mean_mae",
+        )
+    )
+    for key, ok, want in checks:
+        if not ok:
+            return f"'{key}' = {json.dumps(data.get(key))[:60]} is not {want}"
+    return None
+
+
 def read_manifest(tflite: Path) -> dict[str, Any]:
     path = tflite.with_suffix(".json")
     try:
@@ -105,7 +162,7 @@ def read_manifest(tflite: Path) -> dict[str, Any]:
             f"{tflite}: no manifest {path.name} beside it",
             "ship each model with the manifest written by 'bedside convert'",
         ) from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise UserError(
             f"{path}: unreadable manifest ({e})", "regenerate it with 'bedside convert'"
         ) from None
@@ -118,6 +175,9 @@ def read_manifest(tflite: Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: manifest lacks {', '.join(missing)}", "regenerate it with 'bedside convert'"
         )
+    problem = manifest_problem(data)
+    if problem:
+        raise UserError(f"{path}: manifest {problem}", "regenerate it with 'bedside convert'")
     return data
 
 
@@ -251,12 +311,22 @@ def models_dir(cfg: ModelsConfig | None) -> Path:
     return path
 
 
-def shipped_models(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, manifest) of every model with a readable manifest in ``directory``."""
+def shipped_models(
+    directory: Path, skip: list[str] | tuple[str, ...] = ()
+) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, manifest) of every model in ``directory`` but those named in ``skip``.
+
+    A model whose manifest is missing or broken is an error (a models folder holds models;
+    one that cannot be read is a damaged install, not a file to pass over in silence)."""
     out = []
     for p in sorted(directory.glob("*.tflite")):
+        if p.stem in skip:
+            continue
         try:
             out.append((p, read_manifest(p)))
-        except UserError:
-            continue  # reported when chosen; an unrelated file must not stop the device
+        except UserError as e:
+            raise UserError(
+                e.what,
+                f"{e.fix}, or remove the model, or list '{p.stem}' in [models] disable",
+            ) from None
     return out

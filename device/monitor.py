@@ -38,6 +38,9 @@ class Monitor:
         self.alarms = AlarmEngine(cfg.alarms, self.bed, epoch_s)
         #: the last completed second, as the core computed it (None before the first)
         self.last: Second | None = None
+        #: faults of the appliance the shell reports (condition key -> detail), e.g. the
+        #: daemon's "store_failed"; the alarm engine sees them with each second
+        self.faults: dict[str, str] = {}
         #: each role's source rate error as the shell measured it (None: not known)
         self.rate_errors: dict[str, float | None] = {}
 
@@ -111,6 +114,7 @@ class Monitor:
             ),
             breathing_monitored=breathing,
             roles=roles,
+            faults=dict(self.faults),
         )
 
 

@@ -7,10 +7,10 @@ by ``--check-config`` with the same one-line error naming the key.
 
 What is checked: the values (bed id, topic prefix, broker URL, speeds, limits: the config
 sections' own ``validate``); at least one source, and no role from two sources; files that
-must exist (a replayed recording, the broker password file); the models folder and every
-manifest in it; the delegate (loaded once; one that cannot load is refused unless
-``[models] fallback = "cpu"``); the models chosen for the roles in use (loaded, as the core
-will run them);
+must exist (a replayed recording, the broker password file, the TLS CA, client certificate and
+key, which must also load); the models folder and every manifest in it; the delegate (loaded
+once; one that cannot load is refused unless ``[models] fallback = "cpu"``); the models
+chosen for the roles in use (loaded, as the core will run them);
 at least one sink. A serial port that is absent is allowed: a board may be plugged in later.
 """
 
@@ -48,6 +48,7 @@ def check_values(cfg: Config) -> None:
         parse_broker_url(cfg.mqtt.broker)
     except UserError as e:
         raise ConfigError(e.what, e.fix) from None
+    check_tls(cfg)
     if not cfg.bed.id or any(c in cfg.bed.id for c in "/+#") or not cfg.bed.id.isprintable():
         raise ConfigError(
             f"bed.id = {cfg.bed.id!r} cannot be an MQTT topic level",
@@ -63,10 +64,47 @@ def check_values(cfg: Config) -> None:
         )
     if not cfg.replay.speed > 0:
         raise ConfigError(f"replay.speed = {cfg.replay.speed} must be > 0", "1.0 is real time")
-    for name in ("serial", "audio", "alarms", "models", "log"):
+    for name in ("serial", "audio", "alarms", "models", "log", "state"):
         problem = getattr(cfg, name).validate()
         if problem:
             raise ConfigError(f"'{name}.{problem[0]}': {problem[1]}", "see docs/configuration.md")
+
+
+def check_tls(cfg: Config) -> None:
+    """TLS files: given only with ``mqtts://``, readable, and loadable (a CA that is not a
+    certificate, a key that does not match its certificate, are refused now, not at the first
+    connection attempt in the background)."""
+    from device.sinks.mqtt import tls_context, uses_tls
+
+    m = cfg.mqtt
+    files = {"ca_file": m.ca_file, "cert_file": m.cert_file, "key_file": m.key_file}
+    given = [k for k, v in files.items() if v]
+    if not m.enabled:
+        return
+    if given and not uses_tls(m.broker):
+        raise ConfigError(
+            f"mqtt.{given[0]} is set but mqtt.broker = {m.broker!r} is plain TCP",
+            "use mqtts://HOST:PORT for TLS (or remove the TLS files)",
+        )
+    if m.key_file and not m.cert_file:
+        raise ConfigError(
+            "mqtt.key_file is set without mqtt.cert_file", "give the client certificate too"
+        )
+    for key in given:
+        path = files[key]
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise ConfigError(
+                f"mqtt.{key} = {path!r}: cannot read ({e.strerror})",
+                "check the path and that the service user may read it",
+            ) from None
+    if uses_tls(m.broker):
+        try:
+            tls_context(m)
+        except UserError as e:
+            raise ConfigError(e.what, e.fix) from None
 
 
 def check_models(cfg: Config) -> None:

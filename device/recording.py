@@ -15,7 +15,11 @@ BIDMC column names map to roles by default; other mappings come from config
 from __future__ import annotations
 
 import gzip
+import math
+import struct
+import warnings
 import wave
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,10 @@ TIME_COLUMN = "Time [s]"
 #: the rates the front ends of real bedside boards use (HealthyPi 125 Hz .. 1 kHz ECG).
 MIN_VITAL_FS_HZ = 50.0
 MAX_VITAL_FS_HZ = 1000.0
+#: Audio is filtered to the 150-800 Hz breath-sound band at 2 kHz, so a file must hold at
+#: least that; 192 kHz is the highest rate recorders write.
+MIN_AUDIO_FS_HZ = 2000.0
+MAX_AUDIO_FS_HZ = 192000.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def open_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file", "check the path") from None
-    except (EOFError, gzip.BadGzipFile, OSError) as e:
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
         raise UserError(
             f"{path}: cannot read ({e.__class__.__name__}: {e})",
             "the file is truncated or not gzip/CSV; copy it again from its source",
@@ -117,6 +125,13 @@ def read_csv(
     if not lines:
         raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
     names = [n.strip().strip('"') for n in lines[0].split(",")]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(
+            f"{p}: column(s) {', '.join(repr(n) for n in twice)} appear more than once in the "
+            "header",
+            "rename or drop the repeated column so that each name is unique",
+        )
     if len(lines) < 3:
         raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
     width = len(names)
@@ -205,15 +220,20 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
             raw = w.readframes(n)
     except FileNotFoundError:
         raise UserError(f"{p}: no such file", "check the path") from None
-    except (wave.Error, EOFError) as e:
+    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as e:
+        # wave raises a bare RuntimeError for a chunk it cannot skip, struct.error for a
+        # short header
         # Float WAVs are not PCM for the stdlib reader; scipy reads them.
         try:
             from scipy.io import wavfile
 
-            fs, data = wavfile.read(str(p))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the error below says what is wrong
+                fs, data = wavfile.read(str(p))
         except Exception:
             raise UserError(
-                f"{p}: not a readable WAV file ({e})", "convert it to PCM WAV, e.g. with sox"
+                f"{p}: not a readable WAV file ({str(e) or 'corrupt or truncated header'})",
+                "convert it to PCM WAV, e.g. with sox",
             ) from None
         x = np.asarray(data, dtype=np.float64)
         x = x.reshape(len(x), -1)
@@ -243,6 +263,17 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
 
 
 def _checked(rec: Recording) -> Recording:
+    if not (math.isfinite(rec.fs_hz) and rec.fs_hz > 0):
+        raise UserError(
+            f"{rec.path}: sample rate {rec.fs_hz:g} Hz is not a positive number",
+            "check the rate (Time column, --fs or fs_hz in the config, or the WAV header)",
+        )
+    if "audio" in rec.roles and not (MIN_AUDIO_FS_HZ <= rec.fs_hz <= MAX_AUDIO_FS_HZ):
+        raise UserError(
+            f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside "
+            f"{MIN_AUDIO_FS_HZ:g}-{MAX_AUDIO_FS_HZ:g} Hz for audio",
+            "record or resample the sound at 2-192 kHz (e.g. sox IN -r 8000 OUT)",
+        )
     vital = [r for r in rec.roles if r in VITAL_ROLES]
     if vital and not (MIN_VITAL_FS_HZ <= rec.fs_hz <= MAX_VITAL_FS_HZ):
         raise UserError(

@@ -5,6 +5,9 @@
 - ``mosquitto``: a real Mosquitto broker on a free loopback port for the whole session;
   ``mosquitto_factory`` starts more (a test that stops and restarts its own broker).
 - ``mqtt_listener``: a paho subscriber that records what a nurses' station would receive.
+- ``tls_broker`` / ``tls_broker_factory``: Mosquitto with TLS (throwaway CA), a password file
+  and the ACL of docs/security.md, optionally websockets and client-certificate listeners
+  (tests/tls_broker.py).
 - ``excerpt`` / ``excerpt_reference_hr``: the bundled BIDMC excerpt and its monitor HR.
 """
 
@@ -33,6 +36,15 @@ SHARED_DATA = Path(os.environ.get("BEDSIDE_SHARED_DATA") or ROOT.parent / "share
 DATA_DIR = ROOT / "device" / "data"
 EXCERPT = DATA_DIR / "bidmc_09_excerpt.csv.gz"
 EXCERPT_NUMERICS = DATA_DIR / "bidmc_09_excerpt_Numerics.csv.gz"
+
+
+# -- state ----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemons (in-process and children) keep their store of unsent messages in the
+    test's own folder, as systemd's StateDirectory= would give them, never in the home folder:
+    a message one test left unsent must not reach another test's subscriber."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -191,6 +203,49 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
 
     yield make
     for b in started:
+        b.stop()
+
+
+# -- a broker with TLS, passwords and an ACL ---------------------------------------------------
+@pytest.fixture
+def tls_broker_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start TLS brokers of the test's own: ``make(websockets=False, mtls=False, start=True)``
+    returns a ``tests.tls_broker.TlsBroker`` (stopped at the end of the test)."""
+    from tests.tls_broker import TlsBroker, tools_missing
+
+    missing = tools_missing()
+    if missing:
+        pytest.skip(missing)
+    started: list[TlsBroker] = []
+
+    def make(websockets: bool = False, mtls: bool = False, start: bool = True) -> TlsBroker:
+        b = TlsBroker(
+            _mosquitto_binary, tmp_path / f"tls-{len(started)}", websockets=websockets, mtls=mtls
+        )
+        if start:
+            b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(_mosquitto_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One TLS broker per test module, with every listener (TLS, client certificates,
+    websockets)."""
+    from tests.tls_broker import TlsBroker, tools_missing
+
+    missing = tools_missing()
+    if missing:
+        pytest.skip(missing)
+    b = TlsBroker(_mosquitto_binary, tmp_path_factory.mktemp("tls"), websockets=True, mtls=True)
+    b.start()
+    try:
+        yield b
+    finally:
         b.stop()
 
 

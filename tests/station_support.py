@@ -58,7 +58,7 @@ def start_alarming_bed(
         sys.executable, "-m", "device", "run",
         "--replay", str(alarming_recording(tmp)), "--speed", str(speed), "--loop",
         "--config", str(config), "--broker", broker_url, "--bed", bed,
-        "--keepalive", str(keepalive_s), "--outbox", str(tmp / f"outbox-{bed}.jsonl"),
+        "--keepalive", str(keepalive_s), "--state-dir", str(tmp / "state"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     with open(tmp / f"daemon-{bed}.log", "wb") as f:

@@ -1,4 +1,4 @@
-"""Alarms on recordings spliced from real ones (device/splice.py), through the whole core.
+"""Alarms on recordings spliced from real ones (lab/splice.py), through the whole core.
 
 Times here are signal time (seconds of recording), not wall clock.
 """

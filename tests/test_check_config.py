@@ -45,7 +45,7 @@ REFUSED = {
     ),
     "models folder missing": (
         "[replay]\npath = '{excerpt}'\n[models]\ndir = '{tmp}/models-gone'\n",
-        "[models] dir",
+        "models.dir",
     ),
     "forced model absent": (
         "[replay]\npath = '{excerpt}'\n[models]\nforce = ['rr_resp_lstm_int8']\n",
@@ -57,6 +57,35 @@ REFUSED = {
         "mqtt.prefix",
     ),
     "no sink": ("[mqtt]\nenabled = false\n[replay]\npath = '{excerpt}'\n", "no output"),
+    "TLS CA file missing": (
+        "[replay]\npath = '{excerpt}'\n[mqtt]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+        "ca_file = '{tmp}/no-ca.pem'\n",
+        "mqtt.ca_file",
+    ),
+    "TLS CA file not a certificate": (
+        "[replay]\npath = '{excerpt}'\n[mqtt]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+        "ca_file = '{excerpt}'\n",
+        "mqtt.ca_file",
+    ),
+    "client key missing": (
+        "[replay]\npath = '{excerpt}'\n[mqtt]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+        "cert_file = '{excerpt}'\nkey_file = '{tmp}/no-key.pem'\n",
+        "mqtt.key_file",
+    ),
+    "client key without certificate": (
+        "[replay]\npath = '{excerpt}'\n[mqtt]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+        "key_file = '{excerpt}'\n",
+        "mqtt.key_file",
+    ),
+    "TLS files with plain MQTT": (
+        "[replay]\npath = '{excerpt}'\n[mqtt]\nbroker = 'mqtt://127.0.0.1:1883'\n"
+        "ca_file = '{excerpt}'\n",
+        "mqtts://",
+    ),
+    "vitals bound not positive": (
+        "[replay]\npath = '{excerpt}'\n[state]\nvitals_keep_h = 0.0\n",
+        "state.vitals_keep_h",
+    ),
 }
 
 
@@ -83,6 +112,10 @@ ACCEPTED = {
     ),
     "serial board not plugged in yet": (
         "[serial]\nurl = '{tmp}/ttyABSENT'\n[mqtt]\nbroker = '{broker}'\n"
+    ),
+    "a deployed config with the deprecated outbox_path": (
+        "[replay]\npath = '{excerpt}'\nspeed = 200.0\n[mqtt]\nbroker = '{broker}'\n"
+        "outbox_path = '{tmp}/outbox.jsonl'\n"
     ),
     "shipped models named explicitly": (
         "[replay]\npath = '{excerpt}'\nspeed = 200.0\nuse = ['resp']\n"

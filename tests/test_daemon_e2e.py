@@ -52,6 +52,22 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: fl
     return proc.wait(timeout_s)
 
 
+def stored(state_dir: Path, bed: str = BED) -> dict[str, int]:
+    """Messages of each kind the bed's store holds now (read beside the running daemon)."""
+    import sqlite3
+
+    path = state_dir / f"{bed}-store.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT kind, count(*) FROM messages GROUP BY kind").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    finally:
+        db.close()
+
+
 def retained_status(broker, mqtt_listener, bed: str = BED):  # type: ignore[no-untyped-def]
     """What a station that subscribes now gets: the retained status (a NEW subscriber)."""
     fresh = mqtt_listener(broker, f"bedside/{bed}/status")
@@ -75,8 +91,8 @@ def test_replay_vitals_agree_with_reference_and_with_process(
         mosquitto.url,
         "--speed",
         "30",
-        "--outbox",
-        str(tmp_path / "ob.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
         replay=excerpt,
         log=tmp_path / "daemon.log",
     )
@@ -149,8 +165,8 @@ def test_status_online_retained_then_offline_on_sigterm(
         "--speed",
         "20",
         "--loop",
-        "--outbox",
-        str(tmp_path / "ob.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
         replay=excerpt,
         log=tmp_path / "daemon.log",
     )
@@ -189,8 +205,8 @@ def test_last_will_says_offline_after_sigkill(
         "--loop",
         "--keepalive",
         "1",
-        "--outbox",
-        str(tmp_path / "ob.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
         replay=excerpt,
         log=tmp_path / "daemon.log",
     )
@@ -237,8 +253,8 @@ def test_alarm_published_at_qos1_and_acknowledged_over_mqtt(
         mosquitto.url,
         "--speed",
         "10",
-        "--outbox",
-        str(tmp_path / "ob.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
         replay=rec,
         log=tmp_path / "daemon.log",
     )
@@ -299,25 +315,24 @@ def test_broker_down_at_start_daemon_keeps_running_and_delivers_alarms(
     station.close()
     broker.stop()
     rec = _flat_ppg_recording(excerpt, tmp_path / "ppg_off.csv.gz", flat_from_s=10, length_s=210)
-    outbox = tmp_path / "ob.jsonl"
+    state = tmp_path / "state"
     proc = start_daemon(
         broker.url,
         "--speed",
         "10",
         "--loop",
-        "--outbox",
-        str(outbox),
+        "--state-dir",
+        str(state),
         replay=rec,
         log=tmp_path / "daemon.log",
     )
     try:
         deadline = time.monotonic() + 60
-        while not (outbox.exists() and outbox.read_text().strip()) and time.monotonic() < deadline:
+        while not stored(state).get("alarm") and time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
             time.sleep(0.1)
-        assert outbox.read_text().strip(), (
-            "the alarm raised while the broker is down is not in the outbox"
-        )
+        assert stored(state).get("alarm"), "the alarm raised while the broker is down is not stored"
+        assert stored(state).get("vitals")  # and the seconds' vitals too
         broker.start()
         station = mqtt_listener(
             broker, f"bedside/{BED}/alarms", client_id="station-e2e", persistent=True
@@ -325,9 +340,11 @@ def test_broker_down_at_start_daemon_keeps_running_and_delivers_alarms(
         assert station.wait_for(
             lambda ms: any(m.json()["condition"] == "sensor_off" for m in ms), 60
         )
+        assert _until(
+            lambda: retained_status(broker, mqtt_listener)["mqtt"]["vitals_historical"] > 0, 30
+        )
         status = retained_status(broker, mqtt_listener)
         assert status["state"] == "online"
-        assert status["mqtt"]["vitals_dropped_offline"] > 0  # QoS 0 vitals while down: counted
         rc = stop(proc, signal.SIGINT)
     finally:
         stop(proc, signal.SIGKILL)
@@ -556,16 +573,22 @@ def test_alarm_raised_without_broker_is_delivered_by_the_next_daemon_run(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     broker = mosquitto_factory(start=False)  # the ward's broker is down
-    outbox = tmp_path / "ob.jsonl"
+    state = tmp_path / "state"
     rec = _flat_ppg_recording(excerpt, tmp_path / "ppg_off.csv.gz", flat_from_s=10, length_s=40)
     first = start_daemon(
-        broker.url, "--speed", "20", "--outbox", str(outbox), replay=rec, log=tmp_path / "first.log"
+        broker.url,
+        "--speed",
+        "20",
+        "--state-dir",
+        str(state),
+        replay=rec,
+        log=tmp_path / "first.log",
     )
     try:
         assert first.wait(60) == 0, (tmp_path / "first.log").read_text()
     finally:
         stop(first, signal.SIGKILL)
-    assert "sensor_off" in outbox.read_text()  # kept on disk when the daemon exited
+    assert stored(state).get("alarm")  # kept on disk when the daemon exited
 
     broker.start()
     station = mqtt_listener(broker, f"bedside/{BED}/alarms")
@@ -574,8 +597,8 @@ def test_alarm_raised_without_broker_is_delivered_by_the_next_daemon_run(
         "--speed",
         "20",
         "--loop",
-        "--outbox",
-        str(outbox),
+        "--state-dir",
+        str(state),
         replay=excerpt,
         log=tmp_path / "second.log",
     )
@@ -583,8 +606,8 @@ def test_alarm_raised_without_broker_is_delivered_by_the_next_daemon_run(
         assert station.wait_for(
             lambda ms: any(m.json()["condition"] == "sensor_off" for m in ms), 30
         )
-        assert _until(lambda: outbox.read_text() == "", 10), (
-            "acknowledged alarm still in the outbox"
+        assert _until(lambda: not stored(state).get("alarm"), 10), (
+            "acknowledged alarm still in the store"
         )
         assert stop(second, signal.SIGTERM) == 0
     finally:
@@ -635,8 +658,8 @@ def test_daemon_captures_audio_through_portaudio_and_publishes_breathing_rate(
                 mosquitto.url,
                 "--bed",
                 "audio1",
-                "--outbox",
-                str(tmp_path / "ob.jsonl"),
+                "--state-dir",
+                str(tmp_path / "state"),
             ],
             cwd=ROOT,
             env=env,

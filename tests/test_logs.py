@@ -88,7 +88,7 @@ def write_config(tmp_path: Path, level: str) -> Path:
     # nobody listens on the port: the MQTT stage warns that it cannot reach the broker
     cfg.write_text(
         f'[bed]\nid = "log-1"\n[log]\nlevel = "{level}"\n'
-        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{free_port()}"\noutbox_path = "{tmp_path}/ob.jsonl"\n'
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{free_port()}"\n[state]\ndir = "{tmp_path}/state"\n'
         f'[replay]\npath = "{EXCERPT}"\nspeed = 100.0\n'
     )
     return cfg

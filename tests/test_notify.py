@@ -124,8 +124,8 @@ def start_daemon(
         broker_url,
         "--bed",
         BED,
-        "--outbox",
-        str(tmp_path / "outbox.jsonl"),
+        "--state-dir",
+        str(tmp_path / "state"),
     ]
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)

@@ -219,13 +219,17 @@ def test_garbage_and_broken_packets_in_the_stream(tmp_path: Path) -> None:
             target=play, args=(board.master, samples, rec.fs_hz, 8.0, mangle, written)
         )
         writer.start()
-        writer.join()
-        # the board is done; nothing is left to read after what was written
-        total = sum(written)
+        # the core reads while the board writes (as the daemon does), until the board is done
+        # and nothing is left to read after what it wrote
         r.run(
-            lambda: r.source.status()["bytes"] >= total and r.seconds() >= duration - 1,
-            timeout_s=20,
+            lambda: (
+                not writer.is_alive()
+                and r.source.status()["bytes"] >= sum(written)
+                and r.seconds() >= duration - 1
+            ),
+            timeout_s=30,
         )
+        writer.join()
         status = r.source.status()
     n_broken = broken["truncated"] + broken["corrupted"]
     assert n_broken >= 20
@@ -267,8 +271,10 @@ def test_unplug_and_replug_raises_and_clears_signal_lost(
         url=str(link), format="openview", fs_hz=fs, reconnect_min_s=0.1, reconnect_max_s=0.4
     )
     with Reader(cfg) as r:
-        play(board.master, first, fs, speed)
+        writer = threading.Thread(target=play, args=(board.master, first, fs, speed))
+        writer.start()  # the core reads while the board writes, as the daemon does
         r.run(lambda: r.seconds() >= 19, timeout_s=15)
+        writer.join()
         hr_before = [v.hr_bpm for v in r.vitals[-5:]]
         t_unplug = time.monotonic()
         n_before = len(r.messages)
@@ -435,8 +441,8 @@ def test_daemon_reads_pty_publishes_reference_hr_and_signal_lost(
             "e2e",
             "--broker",
             f"mqtt://127.0.0.1:{broker}",
-            "--outbox",
-            str(tmp_path / "outbox.jsonl"),
+            "--state-dir",
+            str(tmp_path / "state"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

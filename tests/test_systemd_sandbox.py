@@ -50,6 +50,10 @@ KNOWN_REFUSED = {
     # OpenBLAS (numpy) asks for a NUMA memory policy on its 32 MB buffers when numpy is
     # imported, and carries on when that is refused
     "mbind",
+    # SQLite (the MQTT sink's store), only when it runs as root as this test does: it gives the
+    # write-ahead log and shared-memory files it creates the database file's owner, and
+    # ignores a failure; the unit runs as user bedside, where SQLite never calls it
+    "fchown",
 }
 
 #: loads a unit-like seccomp filter, then execs the rest of the command line (Debian's
@@ -181,7 +185,7 @@ def test_daemon_runs_inside_the_units_sandbox(mosquitto, mqtt_listener, tmp_path
     trace = tmp_path / "strace.log"
     daemon = [
         sys.executable, "-m", "device", "run", "--replay", str(EXCERPT), "--speed", "30",
-        "--broker", mosquitto.url, "--bed", BED, "--outbox", str(tmp_path / "ob.jsonl"),
+        "--broker", mosquitto.url, "--bed", BED, "--state-dir", str(tmp_path / "state"),
     ]  # fmt: skip
     inner = "mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec " + shlex.join(
         [STRACE, "-f", "-qq", "-o", str(trace), *filtered(denied, daemon)]

@@ -43,6 +43,9 @@ class AlarmInputs:
     last_breath_s: float | None  # signal time of the newest detected breath (None: none yet)
     breathing_monitored: bool  # a breath detector (impedance, ...) is in use
     roles: Mapping[str, RoleState] = field(default_factory=dict)
+    #: faults of the appliance itself that the shell reports (condition key -> what is
+    #: wrong), e.g. {"store_failed": "cannot write /var/lib/bedside/... (disk full)"}
+    faults: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,121 +171,104 @@ def _technical_priority(inp: AlarmInputs, cfg: AlarmsConfig) -> str:
     return "high" if all_lost else "low"
 
 
-class SignalLost:
+@dataclass(frozen=True)
+class Verdict:
+    """A per-role condition's judgement of one role this second."""
+
+    present: bool
+    value: float | None
+    detail: str = ""
+    unknown: bool = False
+
+
+@dataclass(frozen=True)
+class RoleCondition:
+    """A technical condition judged on each input role (``judge``), with its limit (from the
+    config) and unit; ``escalates``: high priority when every input is lost or off."""
+
+    key: str
+    judge: Callable[[str, RoleState, AlarmsConfig], Verdict]
+    limit: Callable[[AlarmsConfig], float | None]
+    unit: str
+    escalates: bool = True
+    technical: bool = True
+
+    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
+        priority = _technical_priority(inp, cfg) if self.escalates else "low"
+        for role, st in sorted(inp.roles.items()):
+            v = self.judge(role, st, cfg)
+            yield Check(
+                (self.key, role),
+                present=v.present,
+                still=v.present,
+                value=v.value,
+                limit=self.limit(cfg),
+                unit=self.unit,
+                priority=priority,
+                technical=True,
+                detail=v.detail,
+                unknown=v.unknown,
+            )
+
+
+def _signal_lost(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     """No samples of a role in use for ``signal_lost_s``."""
-
-    key: str = "signal_lost"
-    technical: bool = True
-
-    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
-        prio = _technical_priority(inp, cfg)
-        for role, st in sorted(inp.roles.items()):
-            lost = st.lost_s >= cfg.signal_lost_s
-            yield Check(
-                ("signal_lost", role),
-                present=lost,
-                still=lost,
-                value=round(st.lost_s, 1),
-                limit=cfg.signal_lost_s,
-                unit="s",
-                priority=prio,
-                technical=True,
-                detail=f"no {role} samples for {st.lost_s:.0f} s",
-            )
+    lost = st.lost_s >= cfg.signal_lost_s
+    return Verdict(lost, round(st.lost_s, 1), f"no {role} samples for {st.lost_s:.0f} s")
 
 
-class SensorOff:
+def _sensor_off(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     """A role's signal flat or stuck at a rail for ``sensor_off_s`` (impedance: 12 s)."""
-
-    key: str = "sensor_off"
-    technical: bool = True
-
-    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
-        prio = _technical_priority(inp, cfg)
-        for role, st in sorted(inp.roles.items()):
-            off = st.off_s > 0 and st.lost_s < cfg.signal_lost_s
-            yield Check(
-                ("sensor_off", role),
-                present=off,
-                still=off,
-                value=round(st.off_s, 1),
-                limit=cfg.sensor_off_s,
-                unit="s",
-                priority=prio,
-                technical=True,
-                detail=f"{role} signal {st.off_reason}" if off else "",
-            )
+    off = st.off_s > 0 and st.lost_s < cfg.signal_lost_s
+    return Verdict(off, round(st.off_s, 1), f"{role} signal {st.off_reason}" if off else "")
 
 
-class PoorSignal:
+def _poor_signal(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     """A role's estimators give no value for ``poor_signal_s`` while its signal is present."""
-
-    key: str = "poor_signal"
-    technical: bool = True
-
-    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
-        for role, st in sorted(inp.roles.items()):
-            poor = st.poor_s >= cfg.poor_signal_s and st.lost_s < cfg.signal_lost_s
-            poor = poor and st.off_s == 0
-            yield Check(
-                ("poor_signal", role),
-                present=poor,
-                still=poor,
-                value=round(st.poor_s, 1),
-                limit=cfg.poor_signal_s,
-                unit="s",
-                priority="low",
-                technical=True,
-                detail=f"{role} quality too low to measure",
-            )
+    poor = st.poor_s >= cfg.poor_signal_s and st.lost_s < cfg.signal_lost_s and st.off_s == 0
+    return Verdict(poor, round(st.poor_s, 1), f"{role} quality too low to measure")
 
 
-class InferenceError:
+def _inference_error(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     """An estimator on a role (e.g. a model) raised an error this second."""
-
-    key: str = "inference_error"
-    technical: bool = True
-
-    def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
-        for role, st in sorted(inp.roles.items()):
-            err = bool(st.error)
-            yield Check(
-                ("inference_error", role),
-                present=err,
-                still=err,
-                value=None,
-                limit=None,
-                unit="",
-                priority="low",
-                technical=True,
-                detail=st.error,
-            )
+    return Verdict(bool(st.error), None, st.error)
 
 
-class RateOff:
+def _rate_off(role: str, st: RoleState, cfg: AlarmsConfig) -> Verdict:
     """A live source's measured sample rate is off its nominal rate by more than
     ``rate_error_percent`` (a board set to another rate, a failing crystal): its rates and
     times cannot be trusted. Measured against the monotonic clock (``device/clock.py``)."""
+    if st.rate_error is None:
+        return Verdict(False, None, unknown=True)
+    pct = 100.0 * st.rate_error
+    off = abs(pct) > cfg.rate_error_percent
+    return Verdict(off, round(pct, 2), f"{role} arrives {pct:+.2f} % off its nominal rate")
 
-    key: str = "rate_off"
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault of the appliance that the daemon's shell reports in ``AlarmInputs.faults``
+    under this condition's key (the core itself never sees disks or sockets)."""
+
+    key: str
+    priority: str = "low"
     technical: bool = True
 
     def checks(self, inp: AlarmInputs, cfg: AlarmsConfig, t_s: float) -> Iterable[Check]:
-        for role, st in sorted(inp.roles.items()):
-            pct = None if st.rate_error is None else 100.0 * st.rate_error
-            off = pct is not None and abs(pct) > cfg.rate_error_percent
-            yield Check(
-                ("rate_off", role),
-                present=off,
-                still=off,
-                value=None if pct is None else round(pct, 2),
-                limit=cfg.rate_error_percent,
-                unit="%",
-                priority="low",
+        detail = inp.faults.get(self.key, "")
+        return [
+            Check(
+                (self.key, None),
+                present=bool(detail),
+                still=bool(detail),
+                value=None,
+                limit=None,
+                unit="",
+                priority=self.priority,
                 technical=True,
-                detail=f"{role} arrives {pct:+.2f} % off its nominal rate" if off else "",
-                unknown=pct is None,
+                detail=detail,
             )
+        ]
 
 
 #: The registry: condition key -> condition, in the order the engine evaluates them.
@@ -326,10 +312,13 @@ for _c in (
         hysteresis=lambda c: c.rr_hysteresis_bpm,
     ),
     Apnea(),
-    SignalLost(),
-    SensorOff(),
-    PoorSignal(),
-    InferenceError(),
-    RateOff(),
+    RoleCondition("signal_lost", _signal_lost, lambda c: c.signal_lost_s, "s"),
+    RoleCondition("sensor_off", _sensor_off, lambda c: c.sensor_off_s, "s"),
+    RoleCondition("poor_signal", _poor_signal, lambda c: c.poor_signal_s, "s", escalates=False),
+    RoleCondition("inference_error", _inference_error, lambda c: None, "", escalates=False),
+    RoleCondition("rate_off", _rate_off, lambda c: c.rate_error_percent, "%", escalates=False),
+    # the store of unsent messages cannot be written (disk full, read-only, failing): messages
+    # still go out from memory, but a restart or power cut now would lose what is unsent
+    DeviceFault("store_failed"),
 ):
     register(_c)

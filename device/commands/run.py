@@ -1,8 +1,10 @@
 """The bedside daemon: read sensors, estimate HR and RR, raise alarms, publish over MQTT.
 
 It publishes under <prefix>/<bed>/ (default prefix 'bedside'):
-  vitals   QoS 0        one JSON message per second of signal (HR, RR, sources, quality)
-  alarms   QoS 1        alarm events; kept in a durable outbox until the broker has them
+  vitals   QoS 1        one JSON message per second of signal (HR, RR, sources, quality)
+  alarms   QoS 1        alarm events
+  (both are written to a store in the state folder first, and kept there until the broker
+  has them: sent after an outage or a restart, late vitals marked "historical": true)
   status   retained     "online" with counters and current alarms; "offline" on stop,
                         and by the broker's last will if the daemon dies
   cmd/ack  subscribed   {"id": "<alarm id>"} acknowledges an alarm
@@ -19,6 +21,7 @@ Examples:
   bedside run --audio "USB Audio" --audio-rate 8000 --bed ward2-7
   bedside run --config /etc/bedside/bedside.toml
   bedside run --config /etc/bedside/bedside.toml --check-config
+  bedside run --replay rec.csv.gz --broker mqtts://broker.ward:8883 --state-dir /tmp/bed1
   bedside run --config bed.toml --delegate edgetpu --fallback cpu
 """
 
@@ -98,7 +101,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--outbox",
         metavar="FILE",
-        help="file keeping unacknowledged alarm messages across restarts",
+        help="deprecated: use --state-dir (its folder becomes the state folder)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="state folder: the store of messages the broker has not yet acknowledged "
+        "(default $STATE_DIRECTORY under systemd, else ~/.local/state/bedside)",
     )
     add_model_flags(p)
 
@@ -159,6 +168,8 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     }
     if mqtt:
         cfg.mqtt = dataclasses.replace(cfg.mqtt, **mqtt)
+    if args.state_dir:
+        cfg.state = dataclasses.replace(cfg.state, dir=args.state_dir)
     replay = {
         k: v
         for k, v in (("path", args.replay), ("speed", args.speed), ("loop", args.loop))

@@ -111,7 +111,7 @@ def chosen_models(roles: Iterable[Role], mcfg: ModelsConfig) -> dict[EstimateKey
     running_on = resolve_delegate(mcfg).key
     target = DELEGATES[running_on].target
     ranks = {q: i for i, q in enumerate(DELEGATES[running_on].quants)}
-    found = shipped_models(models_dir(mcfg))
+    found = shipped_models(models_dir(mcfg), mcfg.disable)
     forced: dict[EstimateKey, Path] = {}
     stems = {p.stem: (p, man) for p, man in found}
     for stem in mcfg.force:

@@ -20,7 +20,7 @@ def _mqtt(cfg: Config) -> Sink | None:
         return None
     from device.sinks.mqtt import MqttSink
 
-    return MqttSink(cfg.mqtt, cfg.bed.id)
+    return MqttSink(cfg.mqtt, cfg.bed.id, cfg.state)
 
 
 def _jsonl(cfg: Config) -> Sink | None:

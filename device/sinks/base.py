@@ -66,7 +66,13 @@ class Status:
 
 
 class Sink(Protocol):
-    """What the daemon needs of an output."""
+    """What the daemon needs of an output.
+
+    Optional, looked up with ``getattr`` (the ``mqtt`` sink has them): ``faults()`` returns
+    the sink's technical faults for the alarm engine (condition key -> detail, e.g.
+    ``{"store_failed": "..."}``); ``wall_floor`` is the latest wall-clock ``ts`` the sink has
+    stored, by this run or an earlier one (a live start keeps its alarm ids above it).
+    """
 
     key: str  # the registry key, e.g. "mqtt"
     #: works in a thread of its own (a network client): then the daemon's watchdog watches

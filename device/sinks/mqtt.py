@@ -2,15 +2,24 @@
 
 Topics under ``<prefix>/<bed>/`` (see docs/mqtt.md):
 
-- ``vitals``  QoS 0, not retained: one message per second; a second missed while the broker
-  is away is not worth queueing (the next one supersedes it), so those are counted and dropped.
-- ``alarms``  QoS 1, not retained: every alarm event goes through a durable outbox (a JSON-lines
-  file) and stays there until the broker acknowledges it (PUBACK), so alarms raised while the
-  broker is down, or before a restart, are delivered when the broker is back.
+- ``vitals``  QoS 1, not retained: one message per second of signal.
+- ``alarms``  QoS 1, not retained: every alarm event.
 - ``status``  QoS 1, retained: ``"state": "online"`` once the broker has accepted the
   connection (CONNACK success), a retained last will ``"state": "offline"`` that the broker
   publishes when the connection is lost, and ``offline`` published on a clean stop.
-- ``cmd/#``   subscribed on every (re)connect; messages land on ``commands`` for the main loop.
+- ``cmd/#``   subscribed on every (re)connect; commands are checked for size, schema and rate
+  here and land on ``commands`` for the main loop.
+
+Store and forward: every vitals and alarm message is written to the bed's store
+(``device.sinks.store``, SQLite in the state folder) with its per-bed ``seq`` *before* it is
+handed to the network, and leaves the store only when the broker acknowledges it (PUBACK).
+While connected, each new vitals message is sent at once ("live"); what the store holds from
+an outage or an earlier run is sent oldest first, alarms before vitals, at most
+``INFLIGHT_WINDOW`` messages unacknowledged at a time, vitals marked ``"historical": true``.
+
+Security: ``mqtts://`` verifies the broker's certificate (``ca_file``, else the system's
+CAs) and its host name; a client certificate is optional; the password comes from a file or
+a systemd credential, never from the command line, and is never logged.
 
 paho-mqtt 2.x with callback API version 2 runs the network thread and reconnects with backoff.
 ``Publisher`` owns the connection; ``MqttSink`` is what the daemon sees (``device.sinks.base``):
@@ -21,14 +30,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
+import ssl
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,37 +44,45 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device.config import MqttConfig
+from device.config import MqttConfig, StateConfig
 from device.credentials import MQTT_PASSWORD, credential, state_directory
 from device.errors import UserError
 from device.messages import SCHEMA_VERSION, iso_utc
 from device.monitor import Message
 from device.sinks.base import Ack, Command, Status
+from device.sinks.store import SECONDS_PER_HOUR, Store, Stored, dumps, historical
+from device.sinks.store import import_jsonl_outbox as _import_jsonl_outbox
 
 log = logging.getLogger("bedside.mqtt")
 
-#: default place for the outbox; systemd's StateDirectory=bedside creates it for the service
-#: and names it in $STATE_DIRECTORY
-DEFAULT_STATE_DIR = state_directory(Path("/var/lib/bedside"))
+#: the state folder outside systemd (under systemd: $STATE_DIRECTORY, from StateDirectory=)
+HOME_STATE_DIR = Path("~/.local/state/bedside")
 #: reconnect backoff: first retry after 1 s, doubling up to 30 s, so a broker back after a
 #: restart is found within half a minute without hammering one that is down for long
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
-#: an acknowledged message id not matched to an alarm within this time was not an alarm
-#: (message ids wrap only after 65535 messages, hours at a few messages per second)
-ACK_MATCH_S = 30.0
+#: stored messages handed to the network and not yet acknowledged, at most. The main loop
+#: refills the window every 0.1 s, so a backlog drains at up to ~1000 messages/s (a day of
+#: vitals in under two minutes) without ever holding more than this in paho's memory
+INFLIGHT_WINDOW = 100
+#: schemes of ``mqtt.broker``: plain TCP, or TLS
+PLAIN_SCHEMES = ("mqtt", "tcp")
+TLS_SCHEMES = ("mqtts", "ssl")
+#: registered ports: 1883 plain, 8883 over TLS
+DEFAULT_PORT = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 
 
 def parse_broker_url(url: str, key: str = "mqtt.broker") -> tuple[str, int]:
-    """``mqtt://HOST[:PORT]`` -> (host, port); 1883 is MQTT's registered port."""
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` -> (host, port); 1883 and 8883 are
+    MQTT's registered ports (plain, TLS)."""
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "tcp"):
+    if parts.scheme not in PLAIN_SCHEMES + TLS_SCHEMES:
         raise UserError(
             f"{key} = {url!r}: unsupported scheme '{parts.scheme}'",
-            "use mqtt://HOST:PORT (plain TCP)",
+            "use mqtt://HOST:PORT (plain TCP) or mqtts://HOST:PORT (TLS)",
         )
     try:
-        port = parts.port or 1883
+        port = parts.port or DEFAULT_PORT[parts.scheme]
     except ValueError:
         raise UserError(
             f"{key} = {url!r}: the port is not a number", "use mqtt://HOST:PORT"
@@ -79,213 +94,153 @@ def parse_broker_url(url: str, key: str = "mqtt.broker") -> tuple[str, int]:
     return parts.hostname, port
 
 
-@dataclass(frozen=True)
-class OutboxEntry:
-    key: str
-    topic: str
-    payload: str
+def uses_tls(url: str) -> bool:
+    """``mqtts://`` (or ``ssl://``): the connection is TLS."""
+    return urlsplit(url if "://" in url else f"mqtt://{url}").scheme in TLS_SCHEMES
 
 
-class Outbox:
-    """QoS 1 messages not yet acknowledged by the broker, kept in a JSON-lines file.
-
-    Each new message is appended and fsync'd before it is handed to the network, so a power cut
-    or restart loses none; an acknowledged one is removed by rewriting the file (alarms are rare,
-    so the rewrite is cheap). ``path=None`` keeps them in memory only (lost on restart).
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._entries: dict[str, OutboxEntry] = {}
-        self._lock = threading.Lock()
-        self.corrupt_lines = 0
-        self.write_errors = 0
-        if path is not None:
-            self._load(path)
-
-    def _load(self, path: Path) -> None:
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    """Verify the broker's certificate against ``ca_file`` (else the system's CAs) and its
+    host name; present ``cert_file``/``key_file`` when given. Errors name the key."""
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise UserError(
+            f"mqtt.ca_file = {cfg.ca_file!r}: cannot load the CA certificate ({_why(e)})",
+            "give the PEM file of the CA that signed the broker's certificate",
+        ) from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.cert_file:
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        except OSError as e:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+        except (OSError, ssl.SSLError) as e:
             raise UserError(
-                f"{path}: cannot read the MQTT outbox ({e.strerror})",
-                "check mqtt.outbox_path and its permissions",
+                f"mqtt.cert_file = {cfg.cert_file!r} / mqtt.key_file = {cfg.key_file!r}: cannot "
+                f"load the client certificate ({_why(e)})",
+                "give a PEM certificate and its unencrypted private key, readable by the service",
             ) from None
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                entry = OutboxEntry(str(d["key"]), str(d["topic"]), str(d["payload"]))
-            except (ValueError, KeyError, TypeError):
-                # a line cut short by a crash while appending; the rest are intact
-                self.corrupt_lines += 1
-                continue
-            self._entries[entry.key] = entry
-        if self.corrupt_lines:
-            log.warning("%s: skipped %d unreadable outbox line(s)", path, self.corrupt_lines)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def pending(self) -> list[OutboxEntry]:
-        with self._lock:
-            return list(self._entries.values())
-
-    def add(self, topic: str, payload: str) -> OutboxEntry:
-        entry = OutboxEntry(uuid.uuid4().hex, topic, payload)
-        with self._lock:
-            self._entries[entry.key] = entry
-            if self.path is not None:
-                line = json.dumps(
-                    {"key": entry.key, "topic": topic, "payload": payload}, separators=(",", ":")
-                )
-                try:
-                    with open(self.path, "a", encoding="utf-8") as f:
-                        f.write(line + "\n")
-                        f.flush()
-                        os.fsync(f.fileno())
-                except OSError as e:
-                    # a full or failing disk must not stop alarms from being sent: this one is
-                    # still delivered from memory, only not across a restart
-                    self.write_errors += 1
-                    if self.write_errors == 1:
-                        log.error(
-                            "%s: cannot write the outbox (%s); alarms kept in memory", self.path, e
-                        )
-        return entry
-
-    def remove(self, key: str) -> None:
-        with self._lock:
-            if self._entries.pop(key, None) is None or self.path is None:
-                return
-            try:
-                self._rewrite(self.path)
-            except OSError as e:
-                self.write_errors += 1
-                log.error("%s: cannot rewrite the outbox (%s)", self.path, e)
-
-    def _rewrite(self, path: Path) -> None:
-        """Replace the file atomically with the entries still pending (caller holds the lock)."""
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for e in self._entries.values():
-                record = {"key": e.key, "topic": e.topic, "payload": e.payload}
-                f.write(json.dumps(record, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    return ctx
 
 
-def outbox_path_for(cfg: MqttConfig, bed: str) -> Path | None:
-    """The configured outbox file, or the default one when its directory is writable, else None."""
-    if cfg.outbox_path:
-        p = Path(cfg.outbox_path)
-        if not p.parent.is_dir():
-            raise UserError(
-                f"mqtt.outbox_path = {cfg.outbox_path!r}: directory {p.parent} does not exist",
-                "create it or choose another path",
-            )
-        if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-            raise UserError(
-                f"mqtt.outbox_path = {cfg.outbox_path!r} is not writable",
-                "fix its permissions or choose another path",
-            )
-        return p
-    if DEFAULT_STATE_DIR.is_dir() and os.access(DEFAULT_STATE_DIR, os.W_OK):
-        return DEFAULT_STATE_DIR / f"{bed}-outbox.jsonl"
-    return None
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def state_dir(state: StateConfig, mqtt_cfg: MqttConfig | None = None) -> Path:
+    """The state folder: ``[state] dir``; else the folder of the deprecated
+    ``mqtt.outbox_path``; else ``$STATE_DIRECTORY`` (systemd) or ~/.local/state/bedside."""
+    if state.dir:
+        return Path(state.dir).expanduser()
+    if mqtt_cfg is not None and mqtt_cfg.outbox_path:
+        return Path(mqtt_cfg.outbox_path).expanduser().parent
+    return state_directory(HOME_STATE_DIR).expanduser()
+
+
+def store_path(directory: Path, bed: str) -> Path:
+    """The bed's store in the state folder (one file per bed, so beds may share a folder)."""
+    return directory / f"{bed}-store.sqlite3"
 
 
 class Publisher:
-    """One bed's MQTT connection. Thread-safe: the daemon's main loop publishes, paho's network
-    thread runs the callbacks, and commands come back on ``commands``."""
+    """One bed's MQTT connection. The daemon's main loop publishes and polls; paho's network
+    thread runs the callbacks; commands come back on ``commands``. The store is used from the
+    main loop only; the network thread never waits on a lock the main loop holds while it
+    calls paho (paho runs ``on_publish`` under its own lock), which is why acknowledgements are
+    read from each message's ``MQTTMessageInfo`` in ``poll`` rather than from a callback."""
 
     def __init__(
         self,
         cfg: MqttConfig,
         bed: str,
-        outbox: Outbox | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        window: int = INFLIGHT_WINDOW,
     ) -> None:
         self.cfg = cfg
         self.bed = bed
         self.host, self.port = parse_broker_url(cfg.broker)
+        self.tls = uses_tls(cfg.broker)
         base = f"{cfg.prefix}/{bed}"
         self.topic_vitals = f"{base}/vitals"
         self.topic_alarms = f"{base}/alarms"
         self.topic_status = f"{base}/status"
         self.topic_cmd = f"{base}/cmd/#"
         self._cmd_prefix = f"{base}/cmd/"
-        self.outbox = outbox if outbox is not None else Outbox(None)
+        self.store = store if store is not None else Store(None, clock=clock)
         self._clock = clock
+        self.window = window
         #: (command leaf such as "ack", raw payload) for the main loop
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = False
         self._in_outage = False  # an outage has been logged; the next success ends it
+        self._refused = False  # the last CONNACK refused us
         self._status: dict[str, Any] = {}
         #: called from paho's network thread in each callback: the daemon's watchdog counts it
         #: as the sink's progress (device.notify); None: nobody listens
         self.heartbeat: Callable[[], None] | None = None
-        self._mid_key: dict[int, str] = {}  # paho message id of an alarm -> its outbox key
-        self._acked: dict[int, float] = {}  # message ids the broker acknowledged -> when
+        #: stored messages handed to paho: store key -> what paho tells of its delivery
+        self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
+        #: commands: a token bucket (network thread only)
+        self._tokens = float(COMMAND_BURST)
+        self._tokens_at = time.monotonic()
         self.counters = {
             "connects": 0,
             "connection_failures": 0,
             "disconnects": 0,
-            "vitals_sent": 0,
-            "vitals_dropped_offline": 0,
+            "vitals_sent": 0,  # acknowledged by the broker
+            "vitals_live": 0,  # handed to the network as they were made
+            "vitals_historical": 0,  # sent late, from the store
             "alarms_queued": 0,
             "alarms_acked": 0,
             "commands_received": 0,
-            "commands_dropped": 0,
+            "commands_dropped": 0,  # the main loop's queue was full
+            "commands_rate_limited": 0,
         }
         client_id = cfg.client_id or f"bedside-{bed}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if cfg.username:
             self.client.username_pw_set(cfg.username, _read_password(cfg.password_file))
+        if self.tls:
+            self.client.tls_set_context(tls_context(cfg))
         self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        # alarms are few; never let paho refuse one because its queue is "full"
+        # the store bounds what is handed over (the window); paho must never refuse one
         self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.client.on_publish = self._on_publish
         self._set_will()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Connect in the background (never blocks or fails on a missing broker), and hand what
-        the outbox kept from a previous run to the network first."""
-        for entry in self.outbox.pending():
-            self._send_outbox(entry)
-        if self.outbox.pending():
-            log.info(
-                "outbox: %d alarm message(s) from before waiting for the broker", len(self.outbox)
-            )
+        """Connect in the background (never blocks or fails on a missing broker); what the
+        store kept from a previous run is sent once connected."""
         self.client.connect_async(self.host, self.port, keepalive=max(1, int(self.cfg.keepalive_s)))
         self.client.loop_start()
 
     def stop(self, timeout_s: float = 5.0, reason: str = "stopped") -> bool:
-        """Deliver what is pending, publish the retained ``offline`` status, disconnect.
+        """Deliver what is pending (within ``timeout_s``), publish the retained ``offline``
+        status, disconnect and close the store.
 
-        Returns True when the broker acknowledged the ``offline`` status. Alarms still not
-        acknowledged stay in the outbox for the next run.
+        Returns True when the broker acknowledged the ``offline`` status. Messages not
+        acknowledged stay in the store for the next run.
         """
         deadline = time.monotonic() + timeout_s
         delivered = False
         if self._connected.is_set():
-            while self._inflight_count() and time.monotonic() < deadline:
+            while self.store.depth and self._connected.is_set() and time.monotonic() < deadline:
                 self.poll()
                 time.sleep(0.02)
             with self._lock:
                 self._stopping = True
+                if isinstance(self._status.get("mqtt"), dict):
+                    # the daemon's last status was taken before this drain: bring ours up to date
+                    self._status["mqtt"] = {**self._status["mqtt"], **self.status_counters()}
             info = self.client.publish(
                 self.topic_status, self._status_payload("offline", reason), qos=1, retain=True
             )
@@ -294,23 +249,25 @@ class Publisher:
                 delivered = info.is_published()
             except (RuntimeError, ValueError):
                 delivered = False
-            self.poll()
         with self._lock:
             self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
-        self.poll()
+        self._collect_acks()
         if not delivered:
             log.warning(
                 "could not publish the offline status (broker unreachable); the last will says it"
             )
-        if len(self.outbox):
-            where = self.outbox.path or "memory (lost now: no writable outbox_path)"
+        pending = self.store.depth
+        if pending:
+            where = self.store.path if self.store.path and not self.store.failed else None
             log.warning(
-                "%d alarm message(s) not yet acknowledged by the broker kept in %s",
-                len(self.outbox),
-                where,
+                "%d message(s) (%d alarm(s)) not yet acknowledged by the broker %s",
+                pending,
+                self.store.depth_of("alarm"),
+                f"kept in {where} for the next run" if where else "lost (no writable store)",
             )
+        self.store.close()
         return delivered
 
     @property
@@ -318,21 +275,25 @@ class Publisher:
         return self._connected.is_set()
 
     # -- publishing (main loop) ------------------------------------------------------------
-    def publish_vitals(self, payload: dict[str, Any]) -> None:
-        if not self._connected.is_set():
-            self.counters["vitals_dropped_offline"] += 1
-            return
-        info = self.client.publish(self.topic_vitals, _dumps(payload), qos=0, retain=False)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self.counters["vitals_sent"] += 1
-        else:
-            self.counters["vitals_dropped_offline"] += 1
+    def publish(self, kind: str, body: dict[str, Any], ts: float | None = None) -> Stored:
+        """Store ``body`` (it gets its ``seq``), then send it: a vitals message at once when
+        connected (live), an alarm after any older alarm still waiting."""
+        msg = self.store.add(kind, body, ts)
+        if kind == "alarm":
+            self.counters["alarms_queued"] += 1
+        if self._connected.is_set():
+            if kind == "vitals":
+                live = self.store.take_key(msg.key)
+                if live is not None:
+                    self._send([live], live=True)
+            self._drain()
+        return msg
 
-    def publish_alarm(self, payload: dict[str, Any]) -> None:
-        """Store the alarm in the outbox, then hand it to paho (which queues it while offline)."""
-        entry = self.outbox.add(self.topic_alarms, _dumps(payload))
-        self.counters["alarms_queued"] += 1
-        self._send_outbox(entry)
+    def publish_vitals(self, payload: dict[str, Any], ts: float | None = None) -> Stored:
+        return self.publish("vitals", payload, ts)
+
+    def publish_alarm(self, payload: dict[str, Any], ts: float | None = None) -> Stored:
+        return self.publish("alarm", payload, ts)
 
     def set_status(self, status: dict[str, Any]) -> None:
         """New content for the retained status; published now when connected, and on connect."""
@@ -344,42 +305,71 @@ class Publisher:
             )
 
     def poll(self) -> None:
-        """Remove acknowledged alarms from the outbox (called by the main loop, so the file is
-        written from one thread and never from paho's network thread)."""
-        now = time.monotonic()
-        done = []
-        with self._lock:
-            for mid, when in list(self._acked.items()):
-                key = self._mid_key.pop(mid, None)
-                if key is not None:
-                    done.append(key)
-                    del self._acked[mid]
-                elif now - when > ACK_MATCH_S:
-                    del self._acked[mid]  # a status or vitals message, not an alarm
-        for key in done:
-            self.outbox.remove(key)
-            self.counters["alarms_acked"] += 1
+        """Remove what the broker acknowledged from the store, send more of what is waiting,
+        and look after the store (called by the main loop every <= 0.1 s)."""
+        self._collect_acks()
+        if self._connected.is_set():
+            self._drain()
+        self.store.maintain()
 
     def status_counters(self) -> dict[str, Any]:
+        s = self.store
         return {
             **self.counters,
             "connected": self.connected,
-            "outbox_pending": len(self.outbox),
-            "outbox_write_errors": self.outbox.write_errors,
+            "tls": self.tls,
+            # messages not yet acknowledged by the broker (the name of the older alarm outbox,
+            # kept for notify.summary_line and existing dashboards)
+            "outbox_pending": s.depth,
+            "store": {
+                "alarms": s.depth_of("alarm"),
+                "vitals": s.depth_of("vitals"),
+                "in_flight": s.inflight,
+                "oldest_s": round(s.oldest_age_s(), 1),
+                "vitals_dropped": s.counters["vitals_dropped"],
+                "write_errors": s.counters["write_errors"],
+                "failed": s.failed,
+                "bytes": s.file_bytes(),
+            },
+            "seq": {"alarms": s.last_seq("alarm"), "vitals": s.last_seq("vitals")},
         }
 
     # -- internals -------------------------------------------------------------------------
-    def _inflight_count(self) -> int:
-        with self._lock:
-            return len(self._mid_key)
+    def _collect_acks(self) -> None:
+        done = [key for key, info in self._inflight.items() if info.is_published()]
+        if not done:
+            return
+        for key in done:
+            del self._inflight[key]
+        for msg in self.store.done(done):
+            if msg.kind == "alarm":
+                self.counters["alarms_acked"] += 1
+            else:
+                self.counters["vitals_sent"] += 1
 
-    def _send_outbox(self, entry: OutboxEntry) -> None:
-        # paho keeps QoS 1 messages queued while disconnected and resends them (same message
-        # id) after reconnecting; the PUBACK may even arrive before publish() returns here,
-        # which is why acknowledgements are matched to keys later, in poll()
-        info = self.client.publish(entry.topic, entry.payload, qos=1, retain=False)
-        with self._lock:
-            self._mid_key[info.mid] = entry.key
+    def _drain(self) -> None:
+        """Hand waiting messages to the network: every alarm, and vitals up to the window."""
+        room = self.window - len(self._inflight)
+        alarms = self.store.unsent("alarm")
+        if alarms or room > 0:
+            self._send(self.store.take(max(room, alarms)), live=False)
+
+    def _send(self, batch: list[Stored], live: bool) -> None:
+        for i, msg in enumerate(batch):
+            if msg.kind == "alarm":
+                topic, payload = self.topic_alarms, msg.payload
+            else:
+                topic = self.topic_vitals
+                payload = msg.payload if live else historical(msg.payload)
+            # paho keeps a QoS 1 message until the broker acknowledges it, and sends it again
+            # (same message id, DUP) after a reconnect
+            info = self.client.publish(topic, payload, qos=1, retain=False)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self.store.untake(m.key for m in batch[i:])
+                return
+            self._inflight[msg.key] = info
+            if msg.kind == "vitals":
+                self.counters["vitals_live" if live else "vitals_historical"] += 1
 
     def _status_payload(self, state: str, reason: str | None = None) -> str:
         with self._lock:
@@ -394,7 +384,7 @@ class Publisher:
         )
         if reason:
             body["reason"] = reason
-        return _dumps(body)
+        return dumps(body)
 
     def _set_will(self) -> None:
         # the broker publishes this, retained, when it loses the connection without a
@@ -406,7 +396,7 @@ class Publisher:
             "state": "offline",
             "reason": "connection lost (last will)",
         }
-        self.client.will_set(self.topic_status, _dumps(will), qos=1, retain=True)
+        self.client.will_set(self.topic_status, dumps(will), qos=1, retain=True)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
     def _beat(self) -> None:
@@ -423,6 +413,7 @@ class Publisher:
     ) -> None:
         self._beat()
         if reason_code.is_failure:
+            self._refused = True  # the disconnect that follows is the same failure
             self.counters["connection_failures"] += 1
             if not self._in_outage:
                 log.error(
@@ -432,10 +423,11 @@ class Publisher:
             return
         self._connected.set()
         self.counters["connects"] += 1
+        how = " over TLS" if self.tls else ""
         if self._in_outage or self.counters["connects"] > 1:
-            log.info("connected to broker %s:%d again", self.host, self.port)
+            log.info("connected to broker %s:%d%s again", self.host, self.port, how)
         else:
-            log.info("connected to broker %s:%d", self.host, self.port)
+            log.info("connected to broker %s:%d%s", self.host, self.port, how)
         self._in_outage = False
         client.subscribe(self.topic_cmd, qos=1)
         client.publish(self.topic_status, self._status_payload("online"), qos=1, retain=True)
@@ -447,7 +439,8 @@ class Publisher:
             # paho calls this from inside its ``except OSError``: the reason is the active exception
             err = sys.exc_info()[1]
             log.warning(
-                "cannot reach broker %s:%d (%s); retrying in the background, alarms kept in outbox",
+                "cannot reach broker %s:%d (%s); retrying in the background, messages kept in "
+                "the store",
                 self.host,
                 self.port,
                 err or "connection failed",
@@ -471,6 +464,21 @@ class Publisher:
             stopping = self._stopping
         if stopping:
             return
+        refused, self._refused = self._refused, False
+        if not was and not refused:
+            # closed before the broker accepted us: e.g. a TLS broker that wants a client
+            # certificate drops the connection after the handshake (TLS 1.3)
+            self.counters["connection_failures"] += 1
+            if not self._in_outage:
+                log.error(
+                    "broker %s:%d closed the connection before accepting it (%s); check the "
+                    "TLS settings (mqtt.ca_file, cert_file, key_file) and the credentials",
+                    self.host,
+                    self.port,
+                    reason_code,
+                )
+                self._in_outage = True
+            return
         if was and not self._in_outage:
             log.warning(
                 "lost the connection to broker %s:%d (%s); reconnecting",
@@ -481,40 +489,24 @@ class Publisher:
             self._in_outage = True
         self._set_will()
 
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
-    ) -> None:
-        self._beat()
-        with self._lock:
-            self._acked[mid] = time.monotonic()
-
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._beat()
         if not msg.topic.startswith(self._cmd_prefix):
             return
         self.counters["commands_received"] += 1
+        now = time.monotonic()
+        self._tokens = min(
+            float(COMMAND_BURST), self._tokens + (now - self._tokens_at) * COMMAND_RATE_PER_S
+        )
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self.counters["commands_rate_limited"] += 1
+            return
+        self._tokens -= 1.0
         try:
             self.commands.put_nowait((msg.topic[len(self._cmd_prefix) :], bytes(msg.payload)))
         except queue.Full:
             self.counters["commands_dropped"] += 1
-
-
-def _dumps(obj: Any) -> str:
-    try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        # JSON has no NaN: a value the core could not compute is published as null
-        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _read_password(path: str) -> str | None:
@@ -531,6 +523,13 @@ def _read_password(path: str) -> str | None:
 
 #: A command payload larger than this is not an acknowledgement: refused unread.
 MAX_COMMAND_BYTES = 1024
+#: An alarm id is the bed id, the condition, the role and a time: far below this.
+MAX_ALARM_ID_CHARS = 200
+#: Commands accepted per second on average, and in a burst: a station acknowledging every
+#: alarm of a bed at once sends a handful; a flood beyond this is refused (and counted)
+#: before it reaches the main loop.
+COMMAND_RATE_PER_S = 5.0
+COMMAND_BURST = 20
 
 
 class MqttSink:
@@ -539,32 +538,66 @@ class MqttSink:
     key = "mqtt"
     threaded = True  # paho's network thread
 
-    def __init__(self, cfg: MqttConfig, bed: str) -> None:
-        path = outbox_path_for(cfg, bed)
-        if path is None:
-            log.warning(
-                "no writable outbox file (mqtt.outbox_path): unacknowledged alarms kept in "
-                "memory only"
-            )
-        self.publisher = Publisher(cfg, bed, Outbox(path))
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        bed: str,
+        state: StateConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        state = state or StateConfig()
+        self.cfg = cfg
         self.bed = bed
+        self.directory = state_dir(state, cfg)
+        self._vitals_max = max(1, int(round(state.vitals_keep_h * SECONDS_PER_HOUR)))
+        self._clock = clock
+        # until start() opens the bed's store (so that --check-config, which builds the sinks,
+        # writes nothing), a store in memory
+        self.store = Store(None, vitals_max=self._vitals_max, clock=clock)
+        self.publisher = Publisher(cfg, bed, self.store, clock=clock)
         self.rejected: dict[str, int] = {}  # kind of rejected command -> count
 
     def start(self) -> None:
+        """Open the bed's store in the state folder (a folder that cannot be written is no
+        reason not to start: the store keeps messages in memory and says so), take over what
+        an older JSON-lines outbox left, and connect."""
+        if self.cfg.outbox_path:
+            log.warning(
+                "mqtt.outbox_path is deprecated: messages are now kept in a store in the state "
+                "folder ([state] dir, --state-dir); using %s",
+                self.directory,
+            )
+        store = Store(
+            store_path(self.directory, self.bed), vitals_max=self._vitals_max, clock=self._clock
+        )
+        legacy = [self.directory / f"{self.bed}-outbox.jsonl"]
+        if self.cfg.outbox_path:
+            legacy.insert(0, Path(self.cfg.outbox_path).expanduser())
+        for path in dict.fromkeys(legacy):
+            _import_jsonl_outbox(store, path)
+        self.store = self.publisher.store = store
         self.publisher.start()
 
     def send(self, msg: Message, ts: float) -> None:
-        payload = msg.to_payload(self.bed, ts)
-        if msg.kind == "alarm":
-            self.publisher.publish_alarm(payload)
-        else:
-            self.publisher.publish_vitals(payload)
+        self.publisher.publish(
+            "alarm" if msg.kind == "alarm" else "vitals", msg.to_payload(self.bed, ts), ts
+        )
 
     def set_status(self, status: Status) -> None:
         self.publisher.set_status(status.to_payload())
 
     def poll(self) -> list[Command]:
         self.publisher.poll()
+        limited = self.publisher.counters["commands_rate_limited"]
+        if limited and not self.rejected.get("rate_limited"):
+            log.warning(
+                "commands on cmd/ arrive faster than %g/s (burst %d): refused (further ones are "
+                "only counted)",
+                COMMAND_RATE_PER_S,
+                COMMAND_BURST,
+            )
+        if limited:
+            self.rejected["rate_limited"] = limited
         out: list[Command] = []
         while True:
             try:
@@ -577,7 +610,9 @@ class MqttSink:
 
     def _parse(self, leaf: str, raw: bytes) -> Command | None:
         if leaf != "ack":
-            self._reject("unknown_topic", f"ignored command topic cmd/{leaf} (known: cmd/ack)")
+            self._reject(
+                "unknown_topic", f"ignored command topic cmd/{leaf[:100]} (known: cmd/ack)"
+            )
             return None
         if len(raw) > MAX_COMMAND_BYTES:
             self._reject("too_large", f"ignored cmd/ack of {len(raw)} bytes")
@@ -585,11 +620,17 @@ class MqttSink:
         try:
             body = json.loads(raw.decode("utf-8"))
             alarm_id = body["id"]
-            if not isinstance(alarm_id, str):
+            if not isinstance(alarm_id, str) or not 0 < len(alarm_id) <= MAX_ALARM_ID_CHARS:
                 raise TypeError
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             self._reject(
                 "bad_schema", f'ignored cmd/ack {raw[:200]!r}: expected JSON {{"id": "<alarm id>"}}'
+            )
+            return None
+        if not alarm_id.startswith(f"{self.bed}-"):
+            self._reject(
+                "other_bed",
+                f"ignored cmd/ack for {alarm_id[:100]!r}: not an alarm of bed {self.bed}",
             )
             return None
         return Ack(alarm_id)
@@ -603,6 +644,16 @@ class MqttSink:
 
     def counters(self) -> dict[str, Any]:
         return {**self.publisher.status_counters(), "commands_rejected": dict(self.rejected)}
+
+    def faults(self) -> dict[str, str]:
+        """Technical faults of this sink for the alarm engine: condition -> detail."""
+        failed = self.store.failed
+        return {"store_failed": failed} if failed else {}
+
+    @property
+    def wall_floor(self) -> float:
+        """The latest ``ts`` this bed's store has issued (this run or an earlier one)."""
+        return self.store.wall_floor
 
     @property
     def heartbeat(self) -> Callable[[], None] | None:

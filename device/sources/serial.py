@@ -101,10 +101,20 @@ class SerialSource(ThreadedSource):
 
     # -- the thread ----------------------------------------------------------------------
     def _open(self) -> Any:
+        import termios
+
         import serial
 
         self.open_attempts += 1
-        return serial.serial_for_url(self.cfg.url, baudrate=self.cfg.baud, timeout=READ_INTERVAL_S)
+        try:
+            return serial.serial_for_url(
+                self.cfg.url, baudrate=self.cfg.baud, timeout=READ_INTERVAL_S
+            )
+        except termios.error as e:
+            # store (issue 11, found by unplugging a board 100 times): a port that vanishes
+            # while pyserial sets it up fails in tcsetattr with termios.error, which is not an
+            # OSError; pyserial has closed it. A failed open, retried, not a dead thread.
+            raise serial.SerialException(f"port vanished while opening: {e}") from e
 
     def _lost(self, out: FrameQueue, since: float, now: float) -> float:
         """Report the samples between ``since`` and ``now`` as lost, in steps of <= 0.5 s;

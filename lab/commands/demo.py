@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.bed.id = args.bed
             cfg.mqtt.broker = url
             cfg.mqtt.prefix = args.prefix
-            cfg.mqtt.outbox_path = str(Path(tmp) / "outbox.jsonl")
+            cfg.state.dir = str(Path(tmp) / "state")
             if args.audio:
                 args.recording = str(BREATH_SOUNDS)
             cfg.replay.path = args.recording

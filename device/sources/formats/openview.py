@@ -245,8 +245,10 @@ class OpenViewParser:
         self._in_garbage = False  # inside a run of skipped bytes (one resync per run)
 
     def reset(self) -> None:
-        """Forget a partial packet (after the port was reopened); counters are kept."""
+        """Forget a partial packet and the held values (after the port was reopened: a value
+        from before the outage must not fill a slot after it); counters are kept."""
         self._buf.clear()
+        self._held.clear()
         self._in_garbage = False
 
     def _skip(self, n: int) -> None:

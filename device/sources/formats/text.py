@@ -32,6 +32,11 @@ TEXT_PRESETS: dict[str, tuple[FieldSpec, ...]] = {"healthypi-text": HEALTHYPI_TE
 #: A sample line is a few numbers; a "line" longer than this is binary or a baud mismatch.
 MAX_LINE = 256
 
+#: The bytes a line of numbers may hold. float() alone would also take "nan", "inf" and
+#: "1_000" (Python's digit grouping): a board never prints those, and a bit error that turns
+#: a digit into "_" must not become another number.
+NUMBER_BYTES = b"0123456789+-.eE,\t \r\x0b\x0c"
+
 
 class TextLineParser:
     def __init__(self, columns: Sequence[FieldSpec] = HEALTHYPI_TEXT) -> None:
@@ -89,7 +94,7 @@ class TextLineParser:
             elif line:
                 parts = line.replace(b"\t", b",").split(b",")
                 try:
-                    if len(parts) != width:
+                    if len(parts) != width or line.translate(None, NUMBER_BYTES):
                         raise ValueError
                     row = [float(p) for p in parts]
                     if not all(math.isfinite(v) for v in row):

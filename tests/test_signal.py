@@ -1,5 +1,5 @@
-"""The numpy-only filters and peak finder the device runs (device/iir.py, device/peaks.py)
-against scipy.signal, on real BIDMC signals and on random ones."""
+"""The numpy-only filters and peak finder the device runs (device/dsp/filters.py and
+device/dsp/peaks.py) against scipy.signal, on real BIDMC signals and on random ones."""
 
 from __future__ import annotations
 
