@@ -13,11 +13,11 @@ Two ways to run a bed (``--mode``):
 
 - ``inproc``: each bed is the daemon's core and sink, ``device.monitor.Monitor`` +
   ``device.sinks.mqtt.MqttSink`` (its own MQTT connection, client id, last will, retained
-  status every 10 s and alarm outbox file), and ``--procs`` worker processes (default one per
-  50 beds) carry the beds. A worker feeds each bed one second of samples when that second has
-  elapsed on the wall clock (bed i's seconds end at phase i/N of the wall-clock second, as beds
-  that were switched on at different moments do), steps its monitor and hands the messages to
-  its sink, exactly what the daemon's main loop does with a replay source.
+  status every 10 s and SQLite store-and-forward file), and ``--procs`` worker processes
+  (default one per 50 beds) carry the beds. A worker feeds each bed one second of samples when
+  that second has elapsed on the wall clock (bed i's seconds end at phase i/N of the wall-clock
+  second, as beds that were switched on at different moments do), steps its monitor and hands
+  the messages to its sink, exactly what the daemon's main loop does with a replay source.
 - ``daemon``: each bed is a ``bedside run --replay REC --loop`` process, as on an appliance.
 
 Each worker and each daemon runs in a session of its own, as separate services do: Linux's
@@ -401,10 +401,10 @@ class DirectBed:
     """The lighter publisher (``--publisher direct``): one bed's own paho connection with the
     daemon's topics, QoS, retained status and last will, but no network thread: the worker's
     main loop writes each message to the socket as it publishes it, and one reader thread per
-    worker serves every bed's socket (acknowledgements, pings). Alarms go at QoS 1 without the
-    sink's durable outbox. With 50 beds in a process this avoids 50 paho threads waiting for
-    the interpreter lock between the core's seconds, which on an appliance (one bed per
-    process) does not happen."""
+    worker serves every bed's socket (acknowledgements, pings). Vitals and alarms go at QoS 1
+    as the sink sends them, without its store on disk. With 50 beds in a process this avoids
+    50 paho threads waiting for the interpreter lock between the core's seconds, which on an
+    appliance (one bed per process) does not happen."""
 
     def __init__(self, name: str, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
@@ -433,7 +433,7 @@ class DirectBed:
             self.client.publish(self.topics["alarm"], payload, qos=1)
             self.counters["alarms_queued"] += 1
         elif self.connected.is_set():
-            self.client.publish(self.topics["vitals"], payload, qos=0)
+            self.client.publish(self.topics["vitals"], payload, qos=1)
             self.counters["vitals_sent"] += 1
         else:
             self.counters["vitals_dropped_offline"] += 1
@@ -533,13 +533,14 @@ def worker(args: argparse.Namespace) -> int:
         name = bed_name(i)
         # from its own place in the record, wrapping at the end (beds share the arrays)
         start = int(offset_s * per_s) % n
-        mqtt_cfg = dataclasses.replace(
-            cfg.mqtt,
-            broker=f"mqtt://{args.host}:{args.port}",
-            outbox_path=str(outdir / f"{name}-outbox.jsonl"),
-        )
+        mqtt_cfg = dataclasses.replace(cfg.mqtt, broker=f"mqtt://{args.host}:{args.port}")
         monitor = Monitor.for_inputs(dict.fromkeys(signals, fs), cfg, bed=name)
-        sink: Any = MqttSink(mqtt_cfg, name) if args.publisher == "sink" else None
+        # each bed's store (<bed>-store.sqlite3) in the run's folder, as a daemon keeps its own
+        sink: Any = (
+            MqttSink(mqtt_cfg, name, dataclasses.replace(cfg.state, dir=str(outdir)))
+            if args.publisher == "sink"
+            else None
+        )
         beds.append(
             {
                 "name": name,
@@ -629,7 +630,7 @@ def worker(args: argparse.Namespace) -> int:
         b["sink"].stop()
         c = b["sink"].counters() if args.publisher == "sink" else b["sink"].counters
         for key in counters:
-            counters[key] += int(c[key])
+            counters[key] += int(c.get(key, 0))
     stop_serving.set()
     print(
         json.dumps(
@@ -798,6 +799,7 @@ def run_daemons(
     args: argparse.Namespace, broker: Broker, station: Station, tmp: Path
 ) -> dict[str, Any]:
     paths = record_paths()
+    (tmp / "state").mkdir(exist_ok=True)
     daemons: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
     t_spawn = time.monotonic()
@@ -812,7 +814,7 @@ def run_daemons(
                 "run",
                 *("--replay", str(bed_record(i, args.beds, paths)[0]), "--loop"),
                 *("--broker", broker.url, "--bed", bed_name(i)),
-                *("--outbox", str(tmp / f"{bed_name(i)}-outbox.jsonl")),
+                *("--state-dir", str(tmp / "state")),
             ]
             daemons.append(
                 subprocess.Popen(
