@@ -217,3 +217,32 @@ def test_bench_model_delegate_missing_fails_or_falls_back(tmp_path: Path) -> Non
     r = json.loads(out.read_text())
     assert r["delegate"] == "cpu" and r["delegate_requested"] == "edgetpu"
     assert r["degraded"]["library"] == EDGETPU
+
+
+# -- what a station shows of it --------------------------------------------------------------
+def test_station_shows_a_degraded_bed() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    from station.commands.watch import render
+    from station.ward import Ward
+
+    ward = Ward()
+    deg = Degraded("edgetpu", EDGETPU, "failed to load", "install it").to_payload()
+
+    def status(body: dict) -> None:  # type: ignore[type-arg]
+        ward.apply("bedside/b1/status", json.dumps(body).encode(), 0.0)
+
+    def shown() -> str:
+        console = Console(width=160, record=True)
+        console.print(render(ward, "mqtt://broker", 0.0))
+        return console.export_text()
+
+    status({"state": "online", "alarms": [], "degraded": deg})
+    assert ward.beds["b1"].degraded == deg
+    assert "degraded: edgetpu unavailable, models on the cpu" in shown()
+    # the broker's last will says nothing about it; a later status as configured clears it
+    status({"state": "offline", "reason": "connection lost (last will)"})
+    assert ward.beds["b1"].degraded == deg
+    status({"state": "online", "alarms": [], "degraded": None})
+    assert ward.beds["b1"].degraded is None and "degraded" not in shown()
