@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "play a recording into a serial port (or a pty) like a sensor board, "
         "or into raw PCM for ALSA",
     ),
+    "bench-model": (
+        "device.commands.bench_model",
+        "time a TFLite model here: invoke latency (median, p99) and peak memory",
+    ),
     "install": (
         "device.commands.install",
         "install, upgrade or remove the systemd service (venv in /opt/bedside, config, user)",

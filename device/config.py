@@ -18,6 +18,7 @@ generated from these classes (``reference_markdown``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import tomllib
 import types
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import UserError
+
+log = logging.getLogger("bedside.config")
 
 
 def doc(
@@ -376,8 +379,11 @@ class ModelsConfig:
         "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
         "",
     )
-    fallback_to_cpu: bool = doc(
-        "when the delegate cannot load, run on the CPU instead of refusing to start", False
+    fallback: str = doc(
+        "when the delegate cannot load: 'fail' refuses to start (exit 2, naming the library "
+        "and the fix); 'cpu' warns, runs the models on the CPU and puts \"degraded\" in the "
+        "retained status. Replaces fallback_to_cpu (true = 'cpu'), still accepted",
+        "fail",
     )
     threads: int = doc("interpreter threads per model", 1)
     disable: list[str] = doc(
@@ -389,8 +395,33 @@ class ModelsConfig:
         factory=list,
     )
 
+    @staticmethod
+    def legacy_keys(data: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+        """Keys of earlier versions, still accepted so that deployed configs load:
+        ``fallback_to_cpu = true|false`` is ``fallback = "cpu"|"fail"``."""
+        if "fallback_to_cpu" not in data:
+            return data
+        data = dict(data)
+        old = data.pop("fallback_to_cpu")
+        if not isinstance(old, bool):
+            raise ConfigError(
+                f"{source}: '{where}.fallback_to_cpu' = {old!r} is not a valid bool",
+                'write fallback = "cpu" or "fail" instead',
+            )
+        new = "cpu" if old else "fail"
+        if data.setdefault("fallback", new) != new:
+            raise ConfigError(
+                f"{source}: '{where}.fallback_to_cpu' = {str(old).lower()} contradicts "
+                f"'{where}.fallback' = {data['fallback']!r}",
+                "remove fallback_to_cpu (replaced by fallback)",
+            )
+        log.warning(
+            "%s: '%s.fallback_to_cpu' is deprecated; write fallback = %r", source, where, new
+        )
+        return data
+
     def validate(self) -> tuple[str, str] | None:
-        from device.inference import DELEGATES
+        from device.delegates import DELEGATES, FALLBACKS
 
         if self.enabled and self.dir and not Path(self.dir).is_dir():
             return "dir", f"{self.dir!r} is not a folder (give the folder of .tflite models)"
@@ -399,6 +430,8 @@ class ModelsConfig:
                 "delegate",
                 f"unknown delegate {self.delegate!r}; choose from {', '.join(DELEGATES)}",
             )
+        if self.fallback not in FALLBACKS:
+            return "fallback", f"{self.fallback!r} is not one of {', '.join(FALLBACKS)}"
         if self.threads < 1:
             return "threads", "must be at least 1"
         both = sorted(set(self.force) & set(self.disable))
@@ -498,6 +531,9 @@ def build_section(cls: type, data: dict[str, Any], where: str, source: str) -> A
     """Validate ``data`` into dataclass ``cls``; errors name ``source``, the key and the fix."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    legacy = getattr(cls, "legacy_keys", None)
+    if legacy is not None:  # keys renamed since: translated, with a warning
+        data = legacy(data, where, source)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:

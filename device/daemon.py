@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from device.alarms import AlarmEvent
 from device.clock import RateEstimate
 from device.config import Config
+from device.delegates import Degraded
 from device.estimators.registry import describe
 from device.messages import iso_utc
 from device.monitor import Message, Monitor
@@ -95,9 +96,11 @@ class Daemon:
         bed: str | None = None,
         status_period_s: float = STATUS_PERIOD_S,
         monitor: Monitor | None = None,
+        degraded: Degraded | None = None,
     ) -> None:
         """``monitor``: the core to drive (``device.preflight`` builds it, so a model that
-        fails its checks stops the start before any thread runs); default: built here."""
+        fails its checks stops the start before any thread runs); default: built here.
+        ``degraded``: what the bed runs without (``preflight``), for the retained status."""
         if not sources:
             raise ValueError("the daemon needs at least one source")
         self.cfg = cfg
@@ -106,6 +109,7 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.bed = bed or cfg.bed.id
         self.status_period_s = status_period_s
+        self.degraded = degraded
         #: a replay's clock is its recording's; every other source is live and wall-clocked
         self.live = any(getattr(s, "live", True) for s in sources)
         self.queue = FrameQueue()
@@ -439,4 +443,5 @@ class Daemon:
             sinks={sink.key: sink.counters() for sink in self.sinks},
             counters=dict(self.counters),
             alarms=tuple(self.monitor.alarm_summary()),
+            degraded=self.degraded,
         )

@@ -1,9 +1,10 @@
 """Running TFLite models on the device with LiteRT (never TensorFlow).
 
 - ``ai_edge_litert`` is the runtime; ``tflite_runtime`` is the fallback for older images.
-- Delegates are a registry (``cpu``, ``gpu``, ``edgetpu``): each knows how to load itself and
-  says clearly what is missing. A configured delegate that cannot load is fatal unless the
-  ``[models] fallback_to_cpu`` option allows running on the CPU instead.
+- Delegates are plug-ins (``device.delegates``: ``cpu``, ``gpu``, ``edgetpu``): each knows
+  how to load itself and says clearly what is missing. A configured delegate that cannot load
+  is fatal unless ``[models] fallback = "cpu"`` lets the models run on the CPU instead (then
+  the bed reports itself degraded).
 - Each ``.tflite`` has a manifest ``.json`` beside it. Before a model runs, the manifest is
   checked against the file (sha256), against the device's own window definition
   (``device.features``: role, rate, window, channels, normalisation) and against the
@@ -13,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import importlib.resources
 import json
@@ -22,11 +22,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from device.config import ModelsConfig
+from device.delegates import DELEGATES, DelegateChoice, open_library, resolve_delegate
 from device.errors import UserError
 from device.features import SPECS, FeatureSpec
 
@@ -87,71 +88,8 @@ def litert_info_filtered() -> Iterator[None]:
                     os.write(2, line)
 
 
-# -- delegates ---------------------------------------------------------------------------
-class Delegate(Protocol):
-    key: str
-    #: which model variant this delegate runs (manifest "target")
-    target: str
-
-    def load(self, cfg: ModelsConfig) -> list[Any]:
-        """The LiteRT delegate objects to pass to the interpreter (empty for plain CPU)."""
-
-
-def load_delegate(library: str) -> Any:
-    """LiteRT's ``load_delegate``, once the library is known to open: LiteRT's Delegate, given
-    a library that does not, fails half-built and its ``__del__`` prints an AttributeError
-    ("Exception ignored in Delegate.__del__") on stderr, a confusing line on a ward log.
-    Raises OSError naming the library when it cannot be opened."""
-    ctypes.CDLL(library)
-    return interpreter_module().load_delegate(library)
-
-
-class CpuDelegate:
-    key, target = "cpu", "cpu"
-
-    def load(self, cfg: ModelsConfig) -> list[Any]:
-        return []
-
-
-class GpuDelegate:
-    key, target = "gpu", "gpu"
-
-    def load(self, cfg: ModelsConfig) -> list[Any]:
-        if not cfg.delegate_path:
-            raise UserError(
-                '[models] delegate = "gpu" needs delegate_path',
-                "build libtensorflowlite_gpu_delegate.so for the board (e.g. a Jetson) and set "
-                "[models] delegate_path to it; no prebuilt GPU delegate exists for Linux",
-            )
-        try:
-            return [load_delegate(cfg.delegate_path)]
-        except (ValueError, OSError, RuntimeError) as e:
-            raise UserError(
-                f"GPU delegate {cfg.delegate_path} failed to load ({e})",
-                "check the path and that it was built for this board",
-            ) from None
-
-
-class EdgeTpuDelegate:
-    key, target = "edgetpu", "edgetpu"
-    library = "libedgetpu.so.1"
-
-    def load(self, cfg: ModelsConfig) -> list[Any]:
-        try:
-            return [load_delegate(self.library)]
-        except (ValueError, OSError, RuntimeError) as e:
-            raise UserError(
-                f"Edge TPU delegate {self.library} failed to load "
-                f"({str(e).strip() or 'not found'})",
-                "install the Edge TPU runtime (apt package libedgetpu1-std from Coral's "
-                "repository) "
-                'and plug in the accelerator, or set [models] delegate = "cpu"',
-            ) from None
-
-
-DELEGATES: dict[str, Delegate] = {
-    d.key: d for d in (CpuDelegate(), GpuDelegate(), EdgeTpuDelegate())
-}
+# -- delegates (device.delegates: one module each, a registry, the fallback) -------------
+load_delegate = open_library  # the name older code imports
 
 
 # -- manifests ---------------------------------------------------------------------------
@@ -314,13 +252,9 @@ class TfliteModel:
         self.manifest = read_manifest(self.path)
         self.spec = check_manifest(self.path, self.manifest, roles)
         self.name = str(self.manifest["name"])
-        delegate = DELEGATES[cfg.delegate]
-        try:
-            delegates = delegate.load(cfg)
-        except UserError:
-            if not cfg.fallback_to_cpu:
-                raise
-            delegates = []
+        #: where it runs: the configured delegate, or the CPU as its configured fallback
+        self.delegate: DelegateChoice = resolve_delegate(cfg)
+        delegates = DELEGATES[self.delegate.key].load(cfg)
         mod = interpreter_module()
         try:
             with litert_info_filtered():

@@ -8,8 +8,9 @@ by ``--check-config`` with the same one-line error naming the key.
 What is checked: the values (bed id, topic prefix, broker URL, speeds, limits: the config
 sections' own ``validate``); at least one source, and no role from two sources; files that
 must exist (a replayed recording, the broker password file, the TLS CA, client certificate and
-key, which must also load); the models folder and every
-manifest in it; the models chosen for the roles in use (loaded, as the core will run them);
+key, which must also load); the models folder and every manifest in it; the delegate (loaded
+once; one that cannot load is refused unless ``[models] fallback = "cpu"``); the models
+chosen for the roles in use (loaded, as the core will run them);
 at least one sink. A serial port that is absent is allowed: a board may be plugged in later.
 """
 
@@ -19,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from device.config import Config, ConfigError
+from device.delegates import Degraded
 from device.errors import UserError
 from device.monitor import Monitor
 from device.sinks import Sink, build_sinks
@@ -34,6 +36,8 @@ class Plan:
     sources: list[Source]
     monitor: Monitor
     sinks: list[Sink]
+    #: the configured delegate did not load and the models run on the CPU (fallback = "cpu")
+    degraded: Degraded | None = None
 
 
 def check_values(cfg: Config) -> None:
@@ -115,10 +119,23 @@ def check_models(cfg: Config) -> None:
         check_manifest(path, read_manifest(path))
 
 
+def check_delegate(cfg: Config) -> Degraded | None:
+    """The configured delegate loads; or, with ``fallback = "cpu"``, what the bed runs without.
+    Tried even when no model is chosen for the roles in use: a bed configured for an
+    accelerator that is not there is refused (or reported degraded) at once, not when a
+    model is first picked up."""
+    from device.delegates import resolve_delegate
+
+    if not cfg.models.enabled:
+        return None
+    return resolve_delegate(cfg.models).degraded
+
+
 def preflight(cfg: Config) -> Plan:
     """Check ``cfg`` and build what the daemon runs; a ``UserError`` names what is wrong."""
     check_values(cfg)
     check_models(cfg)
+    degraded = check_delegate(cfg)
     sources = build_sources(cfg)
     fs: dict[str, float] = {}
     for s in sources:
@@ -130,4 +147,4 @@ def preflight(cfg: Config) -> Plan:
             "no output configured ([mqtt] enabled = false and no [jsonl] path)",
             "enable [mqtt] or set [jsonl] path",
         )
-    return Plan(sources, monitor, sinks)
+    return Plan(sources, monitor, sinks, degraded)

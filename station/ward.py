@@ -8,7 +8,8 @@ watch renders it (the web page keeps the same rules in JavaScript, station/web/s
 - ``alarms``: events by ``id``; ``cleared`` removes the alarm.
 - ``status`` (retained): online/offline; an online status lists the bed's current alarms,
   which replace what the station had (the truth after a reconnect). Offline keeps the last
-  known alarms, marked as such by the bed being offline.
+  known alarms, marked as such by the bed being offline. ``degraded`` (a bed running without
+  what it was configured for, e.g. its accelerator's delegate did not load) is shown with it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ class Bed:
     historical_received: int = 0
     alarms: dict[str, dict[str, Any]] = field(default_factory=dict)
     seqs: set[int] = field(default_factory=set)
+    #: the status's ``degraded`` (e.g. {"delegate": "edgetpu", "running_on": "cpu", ...})
+    degraded: dict[str, Any] | None = None
+
+    @property
+    def degraded_text(self) -> str:
+        """One line for a degraded bed ('' when it runs as configured)."""
+        d = self.degraded
+        if not d:
+            return ""
+        what = d.get("delegate") or "?"
+        return f"degraded: {what} unavailable, models on the {d.get('running_on') or 'cpu'}"
 
     def sorted_alarms(self) -> list[dict[str, Any]]:
         """Highest priority first; within one, unacknowledged first, then newest onset."""
@@ -118,6 +130,9 @@ class Ward:
     def _status(bed: Bed, s: dict[str, Any]) -> None:
         bed.online = s.get("state") == "online"
         bed.reason = str(s.get("reason") or s.get("mode") or "")
+        if "degraded" in s or bed.online:  # a last will says nothing about it: keep
+            deg = s.get("degraded")
+            bed.degraded = deg if isinstance(deg, dict) and deg else None
         listed = s.get("alarms")
         if bed.online and isinstance(listed, list):
             bed.alarms = {

@@ -131,7 +131,7 @@ def test_delegates_fail_clearly_or_fall_back() -> None:
     with pytest.raises(UserError, match="delegate_path"):
         TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="gpu"))
     # configured fallback: the same model on the CPU
-    model = TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="edgetpu", fallback_to_cpu=True))
+    model = TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="edgetpu", fallback="cpu"))
     assert model.run(np.zeros(model.spec.shape, np.float32)).ndim == 1
     with pytest.raises(UserError, match="models.delegate"):
         parse_config({"models": {"delegate": "tpu"}})

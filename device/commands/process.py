@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="samples fed to the core at a time (the output does not depend on it; default 1000)",
     )
+    from device.commands.run import add_model_flags
+
+    add_model_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from device.sinks.jsonl import JsonlSink
 
     t0 = time.monotonic()
-    cfg = load_config(args.config)
+    from device.commands.run import apply_model_flags
+
+    cfg = apply_model_flags(load_config(args.config), args)
     rec = read_recording(
         args.input, fs_hz=args.fs or cfg.recording.fs_hz, role_map=cfg.recording.roles or None
     )

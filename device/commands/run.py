@@ -22,6 +22,7 @@ Examples:
   bedside run --config /etc/bedside/bedside.toml
   bedside run --config /etc/bedside/bedside.toml --check-config
   bedside run --replay rec.csv.gz --broker mqtts://broker.ward:8883 --state-dir /tmp/bed1
+  bedside run --config bed.toml --delegate edgetpu --fallback cpu
 """
 
 from __future__ import annotations
@@ -108,10 +109,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="state folder: the store of messages the broker has not yet acknowledged "
         "(default $STATE_DIRECTORY under systemd, else ~/.local/state/bedside)",
     )
+    add_model_flags(p)
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """--delegate, --delegate-path, --fallback (``bedside run`` and ``bedside process``)."""
+    from device.delegates import DELEGATES, FALLBACKS
+
+    g = p.add_argument_group("models (override [models] of the config)")
+    g.add_argument(
+        "--delegate",
+        choices=sorted(DELEGATES),
+        help="where the models run: cpu, gpu (needs --delegate-path) or edgetpu "
+        "(needs libedgetpu.so.1)",
+    )
+    g.add_argument(
+        "--delegate-path",
+        metavar="LIB",
+        help="gpu: the TFLite GPU delegate library built for the board",
+    )
+    g.add_argument(
+        "--fallback",
+        choices=FALLBACKS,
+        help="a delegate that cannot load: fail = refuse to start (exit 2); cpu = warn, run "
+        'on the CPU, report "degraded" in the status',
+    )
+
+
+def apply_model_flags(cfg: Config, args: argparse.Namespace) -> Config:
+    models = {
+        k: v
+        for k, v in (
+            ("delegate", getattr(args, "delegate", None)),
+            ("delegate_path", getattr(args, "delegate_path", None)),
+            ("fallback", getattr(args, "fallback", None)),
+        )
+        if v is not None
+    }
+    if models:
+        cfg.models = dataclasses.replace(cfg.models, **models)
+    return cfg
 
 
 def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     """Command-line flags override the config file."""
+    apply_model_flags(cfg, args)
     if args.bed:
         cfg.bed = dataclasses.replace(cfg.bed, id=args.bed)
     mqtt = {
@@ -194,4 +236,6 @@ def run_daemon(cfg: Config, stop: threading.Event) -> int:
         cfg.mqtt.prefix,
         cfg.bed.id,
     )
-    return Daemon(cfg, plan.sources, plan.sinks, stop=stop, monitor=plan.monitor).run()
+    return Daemon(
+        cfg, plan.sources, plan.sinks, stop=stop, monitor=plan.monitor, degraded=plan.degraded
+    ).run()

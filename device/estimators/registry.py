@@ -33,13 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Model variants each delegate runs, best first.
-QUANT_PREFERENCE = {
-    "cpu": ("int8", "dynamic", "float16", "float32"),
-    "gpu": ("float16", "float32"),
-    "edgetpu": ("int8",),
-}
-
 
 @dataclass(frozen=True)
 class SignalEstimator:
@@ -108,13 +101,16 @@ def _model_key(manifest: dict[str, Any]) -> EstimateKey | None:
 
 def chosen_models(roles: Iterable[Role], mcfg: ModelsConfig) -> dict[EstimateKey, Path]:
     """The model file that serves each key it covers (see the module docstring)."""
-    from device.inference import DELEGATES, models_dir, shipped_models
+    from device.delegates import DELEGATES, resolve_delegate
+    from device.inference import models_dir, shipped_models
 
     if not mcfg.enabled:
         return {}
     roles = set(roles)
-    target = DELEGATES[mcfg.delegate].target
-    ranks = {q: i for i, q in enumerate(QUANT_PREFERENCE[mcfg.delegate])}
+    # the delegate the models will run on: the configured one, or the CPU as its fallback
+    running_on = resolve_delegate(mcfg).key
+    target = DELEGATES[running_on].target
+    ranks = {q: i for i, q in enumerate(DELEGATES[running_on].quants)}
     found = shipped_models(models_dir(mcfg), mcfg.disable)
     forced: dict[EstimateKey, Path] = {}
     stems = {p.stem: (p, man) for p, man in found}

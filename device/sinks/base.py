@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from device.delegates import Degraded
 from device.messages import SCHEMA_VERSION
 from device.monitor import Message
 
@@ -41,6 +42,9 @@ class Status:
     counters: Mapping[str, int] = field(default_factory=dict)
     alarms: tuple[Mapping[str, Any], ...] = ()
     estimators: Mapping[str, str] = field(default_factory=dict)  # "hr_ppg" -> "dsp"
+    #: running without what was configured (a delegate that did not load, models on the CPU
+    #: instead); None: as configured
+    degraded: Degraded | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body (``mqtt`` adds ``ts`` and ``state``)."""
@@ -57,6 +61,7 @@ class Status:
             **{k: dict(v) for k, v in self.sinks.items()},
             "counters": dict(self.counters),
             "alarms": [dict(a) for a in self.alarms],
+            "degraded": self.degraded.to_payload() if self.degraded is not None else None,
         }
 
 

@@ -101,6 +101,8 @@ def render(ward: Ward, link: str, now_s: float) -> Any:
             state = Text("no status", style="dim")
         elif bed.online:
             state = Text("online", style="green")
+            if bed.degraded_text:
+                state.append(f"\n{bed.degraded_text}", style="yellow")
         else:
             state = Text("OFFLINE", style="bold reverse")
             state.append(f"\n{bed.reason or 'no reason given'}", style="dim")

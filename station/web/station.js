@@ -109,6 +109,8 @@
   function onStatus(bed, s) {
     bed.online = s.state === "online";
     bed.reason = s.reason || s.mode || "";
+    // a bed running without what it was configured for (its accelerator's delegate)
+    if ("degraded" in s || bed.online) bed.degraded = s.degraded || null;
     if (bed.online && Array.isArray(s.alarms)) {
       // the status lists the bed's current alarms: the truth after a (re)connect
       const next = new Map();
@@ -265,6 +267,10 @@
     el.dataset.online = bed.online === null ? "unknown" : String(bed.online);
     el.querySelector(".online").textContent =
       bed.online === null ? "no status" : bed.online ? "online" : `OFFLINE (${bed.reason || "no reason given"})`;
+    if (bed.online && bed.degraded) {
+      el.querySelector(".online").textContent +=
+        ` - degraded: ${bed.degraded.delegate || "?"} unavailable, models on the ${bed.degraded.running_on || "cpu"}`;
+    }
     const cur = bed.current;
     const stale = !cur || now - cur.arrivedMs > STALE_MS || bed.online === false;
     for (const [q, unit] of [["hr", "hr_bpm"], ["rr", "rr_bpm"]]) {
