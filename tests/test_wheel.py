@@ -18,7 +18,10 @@ EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
 
 @pytest.mark.e2e
-def test_wheel_installed_elsewhere_runs_with_its_shipped_models(tmp_path: Path) -> None:
+def test_wheel_installed_elsewhere_runs_with_its_shipped_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # nothing may point back at the checkout
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
