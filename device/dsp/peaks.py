@@ -36,36 +36,48 @@ def local_maxima(x: np.ndarray) -> np.ndarray:
 
 
 def _thin_by_distance(peaks: np.ndarray, values: np.ndarray, distance: float) -> np.ndarray:
-    keep = np.ones(len(peaks), dtype=bool)
-    order = np.argsort(-values, kind="stable")  # highest first; ties: earlier peak first
+    # plain Python lists: a few dozen peaks, where numpy's per-element indexing costs more
+    keep = [True] * len(peaks)
+    pos = peaks.tolist()
+    order = np.argsort(-values, kind="stable").tolist()  # highest first; ties: earlier first
     for j in order:
         if not keep[j]:
             continue
+        p = pos[j]
         k = j - 1
-        while k >= 0 and peaks[j] - peaks[k] < distance:
+        while k >= 0 and p - pos[k] < distance:
             keep[k] = False
             k -= 1
         k = j + 1
-        while k < len(peaks) and peaks[k] - peaks[j] < distance:
+        while k < len(pos) and pos[k] - p < distance:
             keep[k] = False
             k += 1
-    return keep
+    return np.asarray(keep, dtype=bool)
 
 
 def prominences(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """Prominence of each peak (see module docstring)."""
+    """Prominence of each peak (see module docstring), all peaks at once: for each, the
+    nearest higher sample on either side bounds the stretch whose minimum is taken."""
     x = np.asarray(x, dtype=np.float64)
-    out = np.empty(len(peaks))
-    for i, pk in enumerate(peaks):
-        v = x[pk]
-        left = x[:pk][::-1]
-        higher = np.flatnonzero(left > v)
-        left_min = float(np.min(left[: higher[0]] if len(higher) else left, initial=v))
-        right = x[pk + 1 :]
-        higher = np.flatnonzero(right > v)
-        right_min = float(np.min(right[: higher[0]] if len(higher) else right, initial=v))
-        out[i] = v - max(left_min, right_min)
-    return out
+    peaks = np.asarray(peaks, dtype=np.intp)
+    if len(peaks) == 0:
+        return np.empty(0)
+    n = len(x)
+    v = x[peaks]
+    idx = np.arange(n)
+    higher = x[None, :] > v[:, None]  # (peaks, samples)
+    before = idx[None, :] < peaks[:, None]
+    # the nearest higher sample before the peak (-1: none) and after it (n: none)
+    hb = higher & before
+    left = np.where(hb.any(axis=1), n - 1 - np.argmax(hb[:, ::-1], axis=1), -1)
+    ha = higher & ~before
+    right = np.where(ha.any(axis=1), np.argmax(ha, axis=1), n)
+    inside = (idx[None, :] > left[:, None]) & (idx[None, :] < right[:, None])
+    lows = np.where(inside & before, x[None, :], np.inf).min(axis=1)
+    lows_r = np.where(inside & (idx[None, :] > peaks[:, None]), x[None, :], np.inf).min(axis=1)
+    left_min = np.minimum(lows, v)
+    right_min = np.minimum(lows_r, v)
+    return np.asarray(v - np.maximum(left_min, right_min), dtype=np.float64)
 
 
 def find_peaks(

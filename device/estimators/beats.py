@@ -15,6 +15,7 @@ import numpy as np
 from device.dsp.filters import CausalFilter
 from device.dsp.peaks import find_peaks, parabolic_peak_offset
 from device.dsp.quality import robust_range
+from device.dsp.stats import median, median_columns
 from device.estimators.base import Estimate, Windowed
 from device.roles import CARDIAC_FS_HZ, Quantity, Role
 
@@ -181,7 +182,7 @@ class BeatIntervalHR(Windowed):
         # The typical beat size: median of the k largest candidates, k = the beats the window
         # holds even at 40 bpm, so one huge artefact cannot set the level.
         k = max(2, int(self.detect_s * 40.0 / 60.0))
-        level = float(np.median(np.sort(size)[-k:]))
+        level = median(np.sort(size)[-k:])
         if level <= 0.0:
             return
         keep = (size >= _THRESHOLD[self.role] * level) & (peaks >= 1) & (peaks < n - 1)
@@ -238,8 +239,8 @@ class BeatIntervalHR(Windowed):
         ibi = ibi[ok[-len(ibi) :]] if len(ibi) else ibi
         if len(ibi) < 4:
             return peaks, size
-        typical = float(np.median(ibi))
-        floor = max(_SEARCHBACK * level, _NOISE_MULTIPLE * float(np.median(cand_size)))
+        typical = median(ibi)
+        floor = max(_SEARCHBACK * level, _NOISE_MULTIPLE * median(cand_size))
         bounds = set(int(p) for p in peaks)
         if self._idx and self._idx[-1] - a0 >= 0:
             bounds.add(self._idx[-1] - a0)
@@ -274,7 +275,7 @@ class BeatIntervalHR(Windowed):
             return 0.0
         seg = y[ok[:, None] + np.arange(-b, a)[None, :]]
         seg = seg - seg.mean(axis=1, keepdims=True)
-        tmpl = np.median(seg, axis=0)
+        tmpl = median_columns(seg)
         x = y[p - b : p + a] - y[p - b : p + a].mean()
         den = float(np.linalg.norm(x) * np.linalg.norm(tmpl))
         return max(0.0, float(x @ tmpl) / den) if den > 0 else 0.0
@@ -316,7 +317,7 @@ class BeatIntervalHR(Windowed):
         recent_ibi = ibi[valid][-self.avg_beats :]
         if (
             len(recent_ibi) == 0
-            or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S
+            or t_s - t[-1] > max(_STALE_S, 2.5 * median(recent_ibi)) + _CONFIRM_S
         ):
             return none, None
         # intervals ending in the averaging window, none from before a change of rhythm
@@ -397,7 +398,7 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     beats, and the monitor counts them too.
     Returns (beats, seconds, share of the intervals used as they were).
     """
-    med = float(np.median(context))
+    med = median(context)
     ratio = ibi / med
     # Regular rhythm: the intervals near the median vary by under 15 % (sinus rhythm varies
     # a few %, atrial fibrillation 20-30 %).
