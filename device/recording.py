@@ -112,30 +112,7 @@ def read_csv(
     sample rate is taken from it and checked against ``fs_hz``.
     """
     p = Path(path)
-    text = open_text(p)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
-    names = [n.strip().strip('"') for n in lines[0].split(",")]
-    if len(lines) < 3:
-        raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
-    width = len(names)
-    rows: list[list[str]] = []
-    for i, ln in enumerate(lines[1:], start=2):
-        parts = ln.split(",")
-        if len(parts) != width:
-            raise UserError(
-                f"{p}: line {i} has {len(parts)} fields, the header has {width}",
-                "the file is truncated or corrupt; copy it again from its source",
-            )
-        rows.append([s.strip() or "nan" for s in parts])
-    try:
-        table = np.array(rows, dtype=np.float64)
-    except ValueError as e:
-        raise UserError(
-            f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header"
-        ) from None
-
+    names, table = _parse_csv(p, open_text(p))
     cols = {n: table[:, j] for j, n in enumerate(names)}
     if TIME_COLUMN in cols:
         t = cols.pop(TIME_COLUMN)
@@ -185,6 +162,59 @@ def read_csv(
             'map columns to roles in the config, e.g. [recording.roles] PLETH = "ppg"',
         )
     return _checked(Recording(str(p), fs, cols, roles))
+
+
+def _parse_csv(p: Path, text: str) -> tuple[list[str], np.ndarray]:
+    """(column names, samples x columns) of a CSV text; the common case (a header, then rows of
+    numbers, no blank lines) in numpy's C parser, anything else by ``_parse_csv_lines``, which
+    gives the same numbers and names the line at fault."""
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is not None and len(lines) - first >= 3:
+        names = _column_names(lines[first])
+        try:
+            table = np.loadtxt(
+                lines[first + 1 :], delimiter=",", dtype=np.float64, comments=None, ndmin=2
+            )
+        except ValueError:
+            pass  # blank fields or lines, a short row, a word: the line-by-line reader says
+        else:
+            if table.shape[1] == len(names):
+                return names, table
+    return _parse_csv_lines(p, text)
+
+
+def _column_names(header: str) -> list[str]:
+    return [n.strip().strip('"') for n in header.split(",")]
+
+
+def _parse_csv_lines(p: Path, text: str) -> tuple[list[str], np.ndarray]:
+    """Line by line: blank lines skipped, blank fields read as NaN, and one clear error for a
+    line with the wrong number of fields or a field that is not a number."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
+    names = _column_names(lines[0])
+    if len(lines) < 3:
+        raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
+    width = len(names)
+    rows: list[list[str]] = []
+    for i, ln in enumerate(lines[1:], start=2):
+        parts = ln.split(",")
+        if len(parts) != width:
+            raise UserError(
+                f"{p}: line {i} has {len(parts)} fields, the header has {width}",
+                "the file is truncated or corrupt; copy it again from its source",
+            )
+        rows.append([s.strip() or "nan" for s in parts])
+    try:
+        table = np.array(rows, dtype=np.float64)
+    except ValueError as e:
+        raise UserError(
+            f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header"
+        ) from None
+
+    return names, table
 
 
 def read_wav(path: str | Path, role: str = "audio") -> Recording:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from device.dsp.kernels import kernel
+
 
 def local_maxima(x: np.ndarray) -> np.ndarray:
     """Indices of strict local maxima; a flat top counts once, at its middle (rounded down)."""
@@ -56,8 +58,14 @@ def _thin_by_distance(peaks: np.ndarray, values: np.ndarray, distance: float) ->
 
 
 def prominences(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """Prominence of each peak (see module docstring), all peaks at once: for each, the
-    nearest higher sample on either side bounds the stretch whose minimum is taken."""
+    """Prominence of each peak (see module docstring)."""
+    return prominences_reference(x, peaks)
+
+
+def prominences_reference(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Prominence of each peak, all peaks at once with numpy: for each, the nearest higher
+    sample on either side bounds the stretch whose minimum is taken. (``find_peaks`` uses
+    the compiled kernel instead where it agrees with this bit for bit: ``dsp.kernels``.)"""
     x = np.asarray(x, dtype=np.float64)
     peaks = np.asarray(peaks, dtype=np.intp)
     if len(peaks) == 0:
@@ -101,7 +109,12 @@ def find_peaks(
         peaks = peaks[keep]
         props = {k: v[keep] for k, v in props.items()}
     if prominence is not None:
-        prom = prominences(x, peaks)
+        compiled = kernel("prominences") if len(peaks) else None
+        if compiled is not None:
+            # local maxima only, so no prominence is 0 (the kernel warns about those)
+            prom = compiled(np.ascontiguousarray(x), peaks.astype(np.intp), np.intp(-1))[0]
+        else:
+            prom = prominences_reference(x, peaks)
         keep = prom >= prominence
         peaks = peaks[keep]
         props = {k: v[keep] for k, v in props.items()}
