@@ -128,3 +128,10 @@ def parabolic_peak_offset(y_prev: np.ndarray, y0: np.ndarray, y_next: np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         off = np.where(np.abs(den) > 1e-12, 0.5 * (y_prev - y_next) / den, 0.0)
     return np.clip(off, -0.5, 0.5)
+
+
+def parabolic_offset(y_prev: float, y0: float, y_next: float) -> float:
+    """``parabolic_peak_offset`` of one peak, in plain floats (the same arithmetic)."""
+    den = y_prev - 2.0 * y0 + y_next
+    off = 0.5 * (y_prev - y_next) / den if abs(den) > 1e-12 else 0.0
+    return min(max(off, -0.5), 0.5)

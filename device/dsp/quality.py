@@ -66,9 +66,10 @@ class SensorOff:
         self._ptp: deque[float] = deque(maxlen=history)  # peak-to-peak of recent good windows
 
     def __call__(self, w: np.ndarray) -> str:
-        ptp = float(np.ptp(w))
+        top, bottom = w.max(), w.min()
+        ptp = float(top - bottom)  # np.ptp
         typical = median(self._ptp) if self._ptp else 0.0
-        at_rail = int(max(np.sum(w == w.max()), np.sum(w == w.min())))
+        at_rail = max(int(np.count_nonzero(w == top)), int(np.count_nonzero(w == bottom)))
         if ptp == 0.0 or (typical > 0 and ptp < FLAT_SHARE * typical):
             return "flat"
         if at_rail >= SATURATED_SHARE * len(w):

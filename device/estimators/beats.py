@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.dsp.filters import CausalFilter
-from device.dsp.peaks import find_peaks, parabolic_peak_offset
+from device.dsp.peaks import find_peaks, parabolic_offset
 from device.dsp.quality import robust_range
 from device.dsp.stats import median, median_columns
 from device.estimators.base import Estimate, Windowed
@@ -191,6 +191,8 @@ class BeatIntervalHR(Windowed):
         else:
             peaks, size = peaks[keep], size[keep]
         confirm = n - int(_CONFIRM_S * self.fs_hz)
+        template: tuple[np.ndarray, float] | None = None
+        have_template = False
         last = self._idx[-1] if self._idx else -(10**12)
         for p, h in zip(peaks, size, strict=True):
             ab = a0 + int(p)
@@ -203,7 +205,7 @@ class BeatIntervalHR(Windowed):
                 and h < _T_WAVE_RATIO * self._h[-1]
             ):
                 continue  # a T wave (or P wave) just after a beat, not a beat
-            off = float(parabolic_peak_offset(f[p - 1 : p], f[p : p + 1], f[p + 1 : p + 2])[0])
+            off = parabolic_offset(float(f[p - 1]), float(f[p]), float(f[p + 1]))
             pl = last - a0  # previous beat's position in this window (may be before it)
             valid = (
                 bool(self._idx)
@@ -214,7 +216,9 @@ class BeatIntervalHR(Windowed):
             self._t.append((ab + off) / self.fs_hz)
             self._idx.append(ab)
             self._h.append(float(h))
-            self._corr.append(self._template_corr(f, peaks, int(p)))
+            if not have_template:  # the same for every beat of this window: made once
+                template, have_template = self._template(f, peaks), True
+            self._corr.append(self._template_corr(f, template, int(p)))
             self._valid.append(valid)
             last = ab
         if len(self._t) > _KEEP_BEATS:
@@ -266,18 +270,30 @@ class BeatIntervalHR(Windowed):
         allp = np.array(sorted(set(peaks.tolist()) | added), dtype=np.int64)
         return allp, np.array([sizes[int(p)] for p in allp])
 
-    def _template_corr(self, y: np.ndarray, peaks: np.ndarray, p: int) -> float:
-        """Correlation of the beat at ``p`` with the median of the window's beats."""
+    def _template(self, y: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The window's median beat (its mean-removed segments around ``peaks``, sample by
+        sample) and its norm; None when fewer than 3 beats lie wholly in the window."""
         before, after = _SEGMENT_S[self.role]
         b, a = int(before * self.fs_hz), int(after * self.fs_hz)
         ok = peaks[(peaks >= b) & (peaks + a <= len(y))]
-        if p < b or p + a > len(y) or len(ok) < 3:
-            return 0.0
+        if len(ok) < 3:
+            return None
         seg = y[ok[:, None] + np.arange(-b, a)[None, :]]
         seg = seg - seg.mean(axis=1, keepdims=True)
         tmpl = median_columns(seg)
+        return tmpl, float(np.linalg.norm(tmpl))
+
+    def _template_corr(
+        self, y: np.ndarray, template: tuple[np.ndarray, float] | None, p: int
+    ) -> float:
+        """Correlation of the beat at ``p`` with the median of the window's beats."""
+        before, after = _SEGMENT_S[self.role]
+        b, a = int(before * self.fs_hz), int(after * self.fs_hz)
+        if p < b or p + a > len(y) or template is None:
+            return 0.0
+        tmpl, tmpl_norm = template
         x = y[p - b : p + a] - y[p - b : p + a].mean()
-        den = float(np.linalg.norm(x) * np.linalg.norm(tmpl))
+        den = float(np.linalg.norm(x)) * tmpl_norm
         return max(0.0, float(x @ tmpl) / den) if den > 0 else 0.0
 
     # -- rate ----------------------------------------------------------------------------------
