@@ -15,6 +15,7 @@ BIDMC column names map to roles by default; other mappings come from config
 from __future__ import annotations
 
 import gzip
+import warnings
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,7 +113,8 @@ def read_csv(
     sample rate is taken from it and checked against ``fs_hz``.
     """
     p = Path(path)
-    names, table = _parse_csv(p, open_text(p))
+    parsed = _parse_csv_stream(p)
+    names, table = parsed if parsed is not None else _parse_csv_lines(p, open_text(p))
     cols = {n: table[:, j] for j, n in enumerate(names)}
     if TIME_COLUMN in cols:
         t = cols.pop(TIME_COLUMN)
@@ -164,24 +166,30 @@ def read_csv(
     return _checked(Recording(str(p), fs, cols, roles))
 
 
-def _parse_csv(p: Path, text: str) -> tuple[list[str], np.ndarray]:
-    """(column names, samples x columns) of a CSV text; the common case (a header, then rows of
-    numbers, no blank lines) in numpy's C parser, anything else by ``_parse_csv_lines``, which
-    gives the same numbers and names the line at fault."""
-    lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
-    if first is not None and len(lines) - first >= 3:
-        names = _column_names(lines[first])
-        try:
-            table = np.loadtxt(
-                lines[first + 1 :], delimiter=",", dtype=np.float64, comments=None, ndmin=2
-            )
-        except ValueError:
-            pass  # blank fields or lines, a short row, a word: the line-by-line reader says
-        else:
-            if table.shape[1] == len(names):
-                return names, table
-    return _parse_csv_lines(p, text)
+def _parse_csv_stream(p: Path) -> tuple[list[str], np.ndarray] | None:
+    """(column names, samples x columns) read straight from the (gzip) file by numpy's C
+    parser, for the common case: a header, then at least two rows of numbers and no blank
+    lines. None for anything else (or any error), which ``_parse_csv_lines`` then reads and
+    names. Streaming keeps a whole file's text and lines from ever being in memory at once
+    (an 8-minute BIDMC record: 3 MB of samples, not 15 MB of peak RSS)."""
+    try:
+        with (
+            gzip.open(p, "rt", encoding="utf-8", newline="")
+            if p.suffix == ".gz"
+            else p.open(encoding="utf-8", newline="")
+        ) as f:
+            header = f.readline()
+            while header and not header.strip():
+                header = f.readline()
+            names = _column_names(header)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": said below
+                table = np.loadtxt(f, delimiter=",", dtype=np.float64, comments=None, ndmin=2)
+    except (OSError, EOFError, ValueError):
+        return None  # blank fields or lines, a short row, a word, a bad file: said line by line
+    if table.shape[0] < 2 or table.shape[1] != len(names):
+        return None
+    return names, table
 
 
 def _column_names(header: str) -> list[str]:

@@ -1,0 +1,365 @@
+"""Cost and latency of the daemon for one bed replayed in real time (125 Hz, ECG + PPG +
+impedance) into a real Mosquitto on loopback.
+
+    python bench/daemon_replay.py [--seconds 120] [--latency-seconds 180]
+                                  [--record PATH] [--out bench/results/daemon_replay.json]
+
+1. **Cost.** ``bedside run --replay RECORD --speed 1`` runs as a child process, exactly as on
+   a ward, publishing to a Mosquitto started here. After ``--warmup`` seconds (start-up,
+   imports, the first windows filling), its CPU time (utime + stime from /proc) over
+   ``--seconds`` of wall time gives its share of one core; its peak RSS is VmHWM at the end.
+   A subscriber counts the vitals that arrive. Targets: <= 0.5 % of one core, <= 60 MB.
+2. **Latency.** The daemon's own code (``device.preflight`` building the replay source, the
+   monitor and the MQTT sink, then ``device.daemon.Daemon``) runs in this process; the
+   subscriber runs in a child process. Both stamp times with CLOCK_MONOTONIC, one clock for
+   the whole machine. For each signal second k:
+
+   - *release*: when the replay source handed the core (``FrameQueue.put``) the frame that
+     holds the sample completing second k. Replay frames end on whole tenths of a second of
+     signal, so this is the end of second k on the replay's real-time schedule (the lag
+     behind that schedule, the replay thread's wake-up jitter, is reported too);
+   - *receipt*: when the subscriber's ``on_message`` sees the vitals message with
+     ``t_s == k``.
+
+   Latency = receipt - release: the core's work for that second, publishing, the broker and
+   the subscriber's client. Reported: p50, p90, p99 and max over the seconds after the first
+   ``--latency-warmup``. Target: p99 <= 20 ms.
+
+The machine, its load average during each part, and the record are written with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECORD = ROOT.parent / "shared/data/bidmc/bidmc_csv/bidmc_01_Signals.csv.gz"
+BUNDLED = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TARGETS = {"cpu_percent_of_one_core": 0.5, "peak_rss_mb": 60.0, "latency_p99_ms": 20.0}
+
+#: the subscriber (a child process): prints "<monotonic receipt time> <t_s>" per vitals message
+SUBSCRIBER = r"""
+import json, sys, time
+import paho.mqtt.client as mqtt
+port, topic = int(sys.argv[1]), sys.argv[2]
+def on_connect(c, u, flags, rc, props=None):
+    c.subscribe(topic, qos=0)
+def on_subscribe(c, u, mid, rcs, props=None):
+    print("ready", flush=True)
+def on_message(c, u, msg):
+    t = time.monotonic()
+    print(f"{t:.6f} {json.loads(msg.payload)['t_s']}", flush=True)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+c.connect("127.0.0.1", port)
+c.loop_forever()
+"""
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "arch": platform.machine(),
+        "cpu": model or platform.processor(),
+        "cpus": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+
+
+class Subscriber:
+    """The subscriber child process and the receipt times it reports, by t_s."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SUBSCRIBER, str(port), topic],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the subscriber did not start")
+        self.received: dict[float, float] = {}
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            t, t_s = line.split()
+            self.received.setdefault(float(t_s), float(t))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
+
+
+def measure_cost(
+    record: Path, port: int, tmp: Path, warmup: float, seconds: float
+) -> dict[str, Any]:
+    sub = Subscriber(port, "bedside/cost/vitals")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    log = (tmp / "daemon.log").open("w")  # noqa: SIM115 (closed below)
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "run",
+            "--replay",
+            str(record),
+            "--speed",
+            "1",
+            "--bed",
+            "cost",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--outbox",
+            str(tmp / "outbox-cost.jsonl"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        time.sleep(warmup)
+        if daemon.poll() is not None:
+            raise SystemExit((tmp / "daemon.log").read_text())
+        load0 = os.getloadavg()[0]
+        n0 = len(sub.received)
+        c0, t0 = cpu_s(daemon.pid), time.monotonic()
+        rss0 = status_kb(daemon.pid, "VmRSS")
+        time.sleep(seconds)
+        c1, t1 = cpu_s(daemon.pid), time.monotonic()
+        n1 = len(sub.received)
+        peak_kb = status_kb(daemon.pid, "VmHWM")
+        rss1 = status_kb(daemon.pid, "VmRSS")
+        threads = status_kb(daemon.pid, "Threads")
+        load1 = os.getloadavg()[0]
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+        sub.stop()
+    window = t1 - t0
+    return {
+        "what": "bedside run --replay RECORD --speed 1 (a child process) publishing to "
+        "Mosquitto; CPU share of one core over the window after warm-up; peak RSS (VmHWM)",
+        "warmup_s": warmup,
+        "window_s": round(window, 1),
+        "cpu_s": round(c1 - c0, 3),
+        "cpu_percent_of_one_core": round(100.0 * (c1 - c0) / window, 3),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "rss_mb_start_of_window": round(rss0 / 1024, 1),
+        "rss_mb_end": round(rss1 / 1024, 1),
+        "threads": threads,
+        "vitals_received_in_window": n1 - n0,
+        "load_average_1min": [round(load0, 2), round(load1, 2)],
+    }
+
+
+def measure_latency(
+    record: Path, port: int, tmp: Path, seconds: float, skip: float
+) -> dict[str, Any]:
+    from device.cli import build_parser
+    from device.commands.run import apply_flags
+    from device.config import load_config
+    from device.daemon import Daemon
+    from device.preflight import preflight
+
+    bed = "latency"
+    sub = Subscriber(port, f"bedside/{bed}/vitals")
+    args = build_parser(only="run").parse_args(
+        [
+            "run",
+            "--replay",
+            str(record),
+            "--speed",
+            "1",
+            "--bed",
+            bed,
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--outbox",
+            str(tmp / "outbox-latency.jsonl"),
+        ]
+    )
+    cfg = apply_flags(load_config(None), args)
+    plan = preflight(cfg)
+    stop = threading.Event()
+    daemon = Daemon(cfg, plan.sources, plan.sinks, stop=stop, monitor=plan.monitor)
+    fs = next(iter(daemon.monitor.pipeline.fs_hz.values()))
+    released: dict[int, float] = {}
+    frame_ends: list[tuple[int, float]] = []
+    state = {"samples": 0}
+    put = daemon.queue.put
+
+    def timed_put(frame: Any) -> None:
+        n = len(next(iter(frame.samples.values()))) if frame.samples else 0
+        t = time.monotonic()
+        before = state["samples"]
+        state["samples"] = after = before + n
+        k = int(before // fs) + 1
+        while k * fs <= after + 1e-9:  # seconds whose last sample is in this frame
+            released[k] = t
+            k += 1
+        frame_ends.append((after, t))
+        put(frame)
+
+    daemon.queue.put = timed_put  # type: ignore[method-assign]
+    timer = threading.Timer(seconds, stop.set)
+    load0 = os.getloadavg()[0]
+    timer.start()
+    try:
+        daemon.run()
+    finally:
+        timer.cancel()
+        time.sleep(0.5)
+        sub.stop()
+    load1 = os.getloadavg()[0]
+    # the replay's schedule: frame ends are due at t0 + samples / fs (speed 1); t0 is where
+    # the earliest frame puts it, since a frame is never released before it is due
+    t0 = min(t - end / fs for end, t in frame_ends)
+    lat, lag = [], []
+    for k, t_rel in sorted(released.items()):
+        t_rx = sub.received.get(float(k))
+        if k <= skip or t_rx is None:
+            continue
+        lat.append(1000.0 * (t_rx - t_rel))
+        lag.append(1000.0 * (t_rel - (t0 + k)))
+    missing = [k for k in released if k > skip and float(k) not in sub.received]
+    return {
+        "what": "end of signal second k (the replay hands the core the frame completing it) "
+        "-> the vitals message of second k at a subscriber in another process; the daemon's "
+        "own classes in this process, CLOCK_MONOTONIC on both sides",
+        "seconds_measured": len(lat),
+        "seconds_missing": len(missing),
+        "skip_first_s": skip,
+        "latency_ms": {
+            "p50": round(statistics.median(lat), 2),
+            "p90": round(percentile(lat, 90), 2),
+            "p99": round(percentile(lat, 99), 2),
+            "max": round(max(lat), 2),
+            "mean": round(statistics.fmean(lat), 2),
+        },
+        "replay_lag_behind_schedule_ms": {
+            "p50": round(statistics.median(lag), 2),
+            "p99": round(percentile(lag, 99), 2),
+            "max": round(max(lag), 2),
+        },
+        "load_average_1min": [round(load0, 2), round(load1, 2)],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--record", type=Path, default=RECORD if RECORD.exists() else BUNDLED)
+    ap.add_argument("--seconds", type=float, default=120.0, help="cost window (s)")
+    ap.add_argument("--warmup", type=float, default=20.0, help="before the cost window (s)")
+    ap.add_argument("--latency-seconds", type=float, default=180.0)
+    ap.add_argument("--latency-warmup", type=float, default=5.0, help="seconds not scored")
+    ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/daemon_replay.json")
+    a = ap.parse_args()
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.access(binary, os.X_OK):
+        print("mosquitto not installed: apt-get install -y mosquitto", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bedside-bench-daemon-"))
+    port = free_port()
+    (tmp / "mq.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = subprocess.Popen(
+        [binary, "-c", str(tmp / "mq.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "record": a.record.name,
+        "speed": 1.0,
+        "targets": TARGETS,
+    }
+    try:
+        time.sleep(0.5)
+        if not a.skip_cost:
+            result["cost"] = measure_cost(a.record, port, tmp, a.warmup, a.seconds)
+            print(json.dumps(result["cost"], indent=1), flush=True)
+        if not a.skip_latency:
+            result["latency"] = measure_latency(
+                a.record, port, tmp, a.latency_seconds, a.latency_warmup
+            )
+            print(json.dumps(result["latency"], indent=1), flush=True)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    cost, lat = result.get("cost"), result.get("latency")
+    result["meets_targets"] = {
+        "cpu": cost["cpu_percent_of_one_core"] <= TARGETS["cpu_percent_of_one_core"]
+        if cost
+        else None,
+        "rss": cost["peak_rss_mb"] <= TARGETS["peak_rss_mb"] if cost else None,
+        "latency": lat["latency_ms"]["p99"] <= TARGETS["latency_p99_ms"] if lat else None,
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["meets_targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
