@@ -94,3 +94,17 @@ def test_pure_python_paths_give_the_same_output(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "device", "process", str(excerpt), "--jsonl", str(out)]
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     assert out.read_bytes() == gzip.decompress(golden.read_bytes())
+
+
+def test_compiled_local_maxima_are_the_reference() -> None:
+    from device.dsp import kernels
+    from device.dsp.peaks import local_maxima_reference
+
+    compiled = kernels.kernel("local_maxima")
+    if compiled is None:
+        pytest.skip("no compiled local maxima here (or they differ, and are not used)")
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        # few distinct values: plateaus everywhere, at the edges too
+        x = np.round(rng.standard_normal(int(rng.integers(3, 300))) * 2)
+        assert np.array_equal(compiled(x)[0], local_maxima_reference(x))

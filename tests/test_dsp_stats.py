@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.dsp.stats import median, median_columns, percentiles
+from device.dsp.stats import mean, median, median_columns, percentiles, std
 
 # values with many ties, signed zeros, tiny and huge magnitudes, and sometimes a NaN
 _values = st.one_of(
@@ -61,3 +61,12 @@ def test_column_medians_are_numpys(rows: int, cols: int, seed: int) -> None:
     want = np.median(x, axis=0)
     got = median_columns(x)
     assert got.tobytes() == want.tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=20))
+def test_small_mean_and_std_are_numpys(xs: list[float]) -> None:
+    x = np.array(xs)
+    assert _same(mean(xs), float(np.mean(x)))
+    assert _same(std(xs), float(np.std(x)))
+    assert _same(mean(x.tolist()), float(np.mean(x)))

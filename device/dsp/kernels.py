@@ -1,6 +1,6 @@
-"""Compiled loops for the two per-sample kernels that cost most in Python: the biquad cascade
-(``sos_filter``) and peak prominences, taken from scipy's own extension modules without
-importing ``scipy.signal``.
+"""Compiled loops for the per-sample kernels that cost most in Python: the biquad cascade
+(``sos_filter``), local maxima and peak prominences, taken from scipy's own extension modules
+without importing ``scipy.signal``.
 
 Why not ``import scipy.signal``: it costs ~77 MB of resident memory and ~0.9 s of CPU at
 start-up on this class of machine (measured here: numpy alone 31 MB; with ``scipy.signal``
@@ -10,14 +10,14 @@ only numpy and scipy's small top-level package: +2.2 MB and 15-40 ms measured
 (``bench/speed.py`` records the start-up cost; ``docs/performance.md``).
 
 They are used only where they reproduce the device's own reference definitions
-(``device.dsp.filters.sos_filter``, ``device.dsp.peaks.prominences_reference``) *bit for
-bit*: on first use each is run on a probe signal beside the reference and kept only if every
-output bit agrees. scipy's ``sosfilt`` does the same operations in the same order as the
-Python recursion, and a prominence is a subtraction of exact minima, so on the builds tested
-they agree; a build that contracts multiply-adds into fused ones (some compilers do on
-aarch64) would differ in the last bits and is refused, so the output of the core never
-depends on which path ran. ``BEDSIDE_PURE_PYTHON_DSP=1`` forces the reference paths (the
-tests run both).
+(``device.dsp.filters.sos_filter``, ``device.dsp.peaks.local_maxima_reference`` and
+``prominences_reference``) *bit for bit*: on first use each is run on a probe signal beside
+the reference and kept only if every output bit agrees. scipy's ``sosfilt`` does the same
+operations in the same order as the Python recursion, local maxima are indices, and a
+prominence is a subtraction of exact minima, so on the builds tested they agree; a build
+that contracts multiply-adds into fused ones (some compilers do on aarch64) would differ in
+the last bits and is refused, so the output of the core never depends on which path ran.
+``BEDSIDE_PURE_PYTHON_DSP=1`` forces the reference paths (the tests run both).
 """
 
 from __future__ import annotations
@@ -110,14 +110,32 @@ def _load_prominences() -> Callable[..., Any] | None:
     return kernel  # type: ignore[no-any-return]
 
 
+def _load_local_maxima() -> Callable[..., Any] | None:
+    from device.dsp.peaks import local_maxima_reference
+
+    mod = _extension("_peak_finding_utils")
+    kernel = getattr(mod, "_local_maxima_1d", None) if mod is not None else None
+    if kernel is None:
+        return None
+    x = _probe_signal()
+    for signal in (x, np.cumsum(x - 3.0), np.round(x), x[:2], x[:3]):
+        got = np.asarray(kernel(np.ascontiguousarray(signal))[0], dtype=np.intp)
+        if got.tobytes() != local_maxima_reference(signal).tobytes():
+            log.info("scipy's compiled local maxima differ from the reference here")
+            return None
+    return kernel  # type: ignore[no-any-return]
+
+
 _LOADERS: dict[str, Callable[[], Callable[..., Any] | None]] = {
     "sosfilt": _load_sosfilt,
     "prominences": _load_prominences,
+    "local_maxima": _load_local_maxima,
 }
 
 
 def kernel(name: str) -> Callable[..., Any] | None:
-    """The verified compiled kernel ``name`` (``sosfilt`` or ``prominences``), or None to use
+    """The verified compiled kernel ``name`` (``sosfilt``, ``prominences`` or
+    ``local_maxima``), or None to use
     the reference loop (no scipy, a build that differs, or ``BEDSIDE_PURE_PYTHON_DSP=1``)."""
     if name not in _cache:
         if os.environ.get(PURE_ENV) == "1":

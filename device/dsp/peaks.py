@@ -23,10 +23,19 @@ from device.dsp.kernels import kernel
 def local_maxima(x: np.ndarray) -> np.ndarray:
     """Indices of strict local maxima; a flat top counts once, at its middle (rounded down)."""
     x = np.asarray(x, dtype=np.float64)
+    compiled = kernel("local_maxima") if len(x) >= 3 else None
+    if compiled is not None:
+        return np.asarray(compiled(np.ascontiguousarray(x))[0], dtype=np.intp)
+    return local_maxima_reference(x)
+
+
+def local_maxima_reference(x: np.ndarray) -> np.ndarray:
+    """``local_maxima`` with numpy (the definition the compiled kernel must match)."""
+    x = np.asarray(x, dtype=np.float64)
     n = len(x)
     if n < 3:
         return np.zeros(0, dtype=np.intp)
-    d = np.diff(x)
+    d = x[1:] - x[:-1]
     # compress runs of equal values: a peak is a rise followed (after any plateau) by a fall
     nz = np.flatnonzero(d != 0)
     if len(nz) < 2:
@@ -34,7 +43,8 @@ def local_maxima(x: np.ndarray) -> np.ndarray:
     rising = d[nz] > 0
     starts = nz[:-1][rising[:-1] & ~rising[1:]] + 1  # first sample of the top
     ends = nz[1:][rising[:-1] & ~rising[1:]]  # last sample of the top
-    return ((starts + ends) // 2).astype(np.intp)
+    out: np.ndarray = ((starts + ends) // 2).astype(np.intp)
+    return out
 
 
 def _thin_by_distance(peaks: np.ndarray, values: np.ndarray, distance: float) -> np.ndarray:

@@ -83,3 +83,29 @@ def percentiles(x: np.ndarray, qs: Sequence[float]) -> list[float]:
         # numpy's _lerp: from the lower value, or from the upper one when t >= 0.5
         out.append(above - diff * (1.0 - t) if t >= 0.5 else below + diff * t)
     return out
+
+
+def mean(xs: Sequence[float]) -> float:
+    """``float(np.mean(xs))`` of a few values: numpy sums fewer than 8 values one after the
+    other from 0.0 (longer arrays pairwise, which numpy itself then does)."""
+    n = len(xs)
+    if n == 0 or n >= 8:
+        return float(np.mean(np.asarray(xs, dtype=np.float64)))
+    total = 0.0
+    for v in xs:
+        total += v
+    return total / n
+
+
+def std(xs: Sequence[float]) -> float:
+    """``float(np.std(xs))`` of a few values (the same steps: mean, squared deviations, their
+    mean, square root)."""
+    n = len(xs)
+    if n == 0 or n >= 8:
+        return float(np.std(np.asarray(xs, dtype=np.float64)))
+    m = mean(xs)
+    total = 0.0
+    for v in xs:
+        d = v - m
+        total += d * d
+    return math.sqrt(total / n)

@@ -15,7 +15,7 @@ import numpy as np
 from device.dsp.filters import CausalFilter
 from device.dsp.peaks import find_peaks, parabolic_offset
 from device.dsp.quality import robust_range
-from device.dsp.stats import median, median_columns
+from device.dsp.stats import mean, median, median_columns, std
 from device.estimators.base import Estimate, Windowed
 from device.roles import CARDIAC_FS_HZ, Quantity, Role
 
@@ -34,6 +34,15 @@ def _moving_mean(x: np.ndarray, w: int, centred: bool = False) -> np.ndarray:
         h = w // 2
         out = np.concatenate((out[h:], np.full(h, out[-1])))
     return out
+
+
+def _slope(y: np.ndarray) -> np.ndarray:
+    """``np.diff(y, prepend=y[0])``: the first difference, 0 for the first sample."""
+    d = np.empty_like(y)
+    if len(y):
+        d[0] = y[0] - y[0]
+        np.subtract(y[1:], y[:-1], out=d[1:])
+    return d
 
 
 #: Beats closer than 250 ms are one beat (a 240 bpm ceiling, above infants' ~200-220 bpm).
@@ -155,7 +164,7 @@ class BeatIntervalHR(Windowed):
     def _candidates(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate beats in a window: (positions, sizes, detection feature)."""
         if self.role == "ecg":
-            d = np.diff(y, prepend=y[0])
+            d = _slope(y)
             f = _moving_mean(d * d, self._mwi)
             f[: self._mwi] = 0.0  # the integrator has not filled yet
             peaks, _ = find_peaks(f, distance=self._refractory)
@@ -164,7 +173,7 @@ class BeatIntervalHR(Windowed):
         # a weak premature beat's too, starts with a steep rise, while the dicrotic wave and
         # slow baseline swings rise gently; a peak of the pulse itself is easily outgrown by
         # the large pulses around it when pulse heights vary (atrial fibrillation, ectopy).
-        d = np.diff(y, prepend=y[0]) * self.fs_hz
+        d = _slope(y) * self.fs_hz
         peaks, props = find_peaks(
             d, distance=self._refractory, prominence=_PPG_PROMINENCE * robust_range(d)
         )
@@ -326,7 +335,7 @@ class BeatIntervalHR(Windowed):
         if len(self._t) < 3:
             return none, None
         t = np.asarray(self._t)
-        ibi = np.diff(t)
+        ibi = t[1:] - t[:-1]
         valid = np.asarray(self._valid[1:])
         # No beat for much longer than the recent intervals: the signal was lost (or the heart
         # stopped); the last rate is no longer the heart rate.
@@ -369,24 +378,29 @@ def sustained_change_bpm(ibi: np.ndarray) -> float | None:
     k = _STEP_BEATS
     if len(ibi) < k + 2:
         return None
-    new, old = ibi[-k:], float(np.mean(ibi[:-k]))
-    dev = new / old - 1.0
-    steady = float(np.std(new)) < _STEP_CV * float(np.mean(new))
-    if steady and (bool(np.all(dev > _STEP_CHANGE)) or bool(np.all(dev < -_STEP_CHANGE))):
-        return 60.0 / float(np.mean(new))
+    # plain floats: a handful of values, where numpy's per-call overhead is the whole cost
+    # (``stats.mean``/``std`` add them up in numpy's order)
+    values = np.asarray(ibi, dtype=np.float64).tolist()
+    new, old = values[-k:], mean(values[:-k])
+    dev = [v / old - 1.0 for v in new]
+    steady = std(new) < _STEP_CV * mean(new)
+    if steady and (all(d > _STEP_CHANGE for d in dev) or all(d < -_STEP_CHANGE for d in dev)):
+        return 60.0 / mean(new)
     return None
 
 
-def _hidden_beats(ratio: np.ndarray, i: int) -> tuple[int, int] | None:
+def _hidden_beats(ratio: list[float], i: int) -> tuple[int, int] | None:
     """(n, k) when the n = 2 or 3 intervals from ``i`` (in typical intervals, ``ratio``) are
     all off the rhythm (outside 0.8-1.2) and together span k > n whole typical intervals
     (within 0.12 of one), else None. Runs that make fewer beats than intervals (a couplet
     of premature beats and the like) are real rhythm and are not touched."""
     for n in (2, 3):
         seg = ratio[i : i + n]
-        if len(seg) < n or bool(np.any((seg >= 0.8) & (seg <= 1.2))):
+        if len(seg) < n or any(0.8 <= r <= 1.2 for r in seg):
             return None
-        total = float(seg.sum())
+        total = 0.0  # numpy's order for a few values
+        for r in seg:
+            total += r
         k = round(total)
         if k > n and abs(total - k) <= 0.12:
             return n, int(k)
@@ -415,27 +429,32 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     Returns (beats, seconds, share of the intervals used as they were).
     """
     med = median(context)
-    ratio = ibi / med
+    ratios = np.asarray(ibi, dtype=np.float64) / med
     # Regular rhythm: the intervals near the median vary by under 15 % (sinus rhythm varies
     # a few %, atrial fibrillation 20-30 %).
-    near = ratio[(ratio > 0.7) & (ratio < 1.4)]
+    near = ratios[(ratios > 0.7) & (ratios < 1.4)]
     regular = len(near) >= 3 and float(np.std(near)) < 0.15
+    # the walk below in plain floats (the same arithmetic, without numpy's per-item cost)
+    ratio, ivals = ratios.tolist(), np.asarray(ibi, dtype=np.float64).tolist()
     beats, span, clean = 0, 0.0, 0
     i = 0
-    while i < len(ibi):
+    while i < len(ivals):
         r = ratio[i]
-        if regular and r < 0.7 and i + 1 < len(ibi) and abs(r + ratio[i + 1] - 1.0) <= 0.12:
-            beats, span, i = beats + 1, span + float(ibi[i] + ibi[i + 1]), i + 2
+        if regular and r < 0.7 and i + 1 < len(ivals) and abs(r + ratio[i + 1] - 1.0) <= 0.12:
+            beats, span, i = beats + 1, span + (ivals[i] + ivals[i + 1]), i + 2
             continue
         run = _hidden_beats(ratio, i) if regular and r > 1.2 else None
         if run is not None:
             n, k = run
-            beats, span, i = beats + k, span + float(ibi[i : i + n].sum()), i + n
+            total = 0.0  # numpy's order for a few values
+            for v in ivals[i : i + n]:
+                total += v
+            beats, span, i = beats + k, span + total, i + n
             continue
         k = round(r)
         if regular and k >= 2 and abs(r - k) <= 0.15 * k:
-            beats, span = beats + int(k), span + float(ibi[i])
+            beats, span = beats + int(k), span + ivals[i]
         elif 0.4 <= r <= 2.0:
-            beats, span, clean = beats + 1, span + float(ibi[i]), clean + 1
+            beats, span, clean = beats + 1, span + ivals[i], clean + 1
         i += 1
-    return beats, span, clean / len(ibi)
+    return beats, span, clean / len(ivals)
