@@ -70,8 +70,11 @@ def percentiles(x: np.ndarray, qs: Sequence[float]) -> list[float]:
     # numpy's indices: the floor of the virtual index and the next one, or the last sample
     # (index -1, also in the interpolation weight) at and above the top
     lo = [-1 if v >= n - 1 else math.floor(v) for v in virtual]
-    kth = sorted({*(i % n for i in lo), *((i + 1) % n for i in lo if i >= 0), 0, n - 1})
-    part = np.partition(a, kth)
+    kth = {n - 1}  # the largest too: NaNs sort last, and numpy answers NaN if there is one
+    for i in lo:
+        if i >= 0:
+            kth.update((i, i + 1))
+    part = np.partition(a, sorted(kth))
     if math.isnan(part[n - 1]):
         return [math.nan] * len(qs)
     out = []

@@ -203,8 +203,8 @@ class BeatIntervalHR(Windowed):
         template: tuple[np.ndarray, float] | None = None
         have_template = False
         last = self._idx[-1] if self._idx else -(10**12)
-        for p, h in zip(peaks, size, strict=True):
-            ab = a0 + int(p)
+        for p, h in zip(peaks.tolist(), size.tolist(), strict=True):
+            ab = a0 + p
             if p >= confirm or ab <= last + self._refractory - 1 or gap[p]:
                 continue
             if (
@@ -227,7 +227,7 @@ class BeatIntervalHR(Windowed):
             self._h.append(float(h))
             if not have_template:  # the same for every beat of this window: made once
                 template, have_template = self._template(f, peaks), True
-            self._corr.append(self._template_corr(f, template, int(p)))
+            self._corr.append(self._template_corr(f, template, p))
             self._valid.append(valid)
             last = ab
         if len(self._t) > _KEEP_BEATS:
