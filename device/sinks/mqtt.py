@@ -565,6 +565,8 @@ class MqttSink:
 
     def poll(self) -> list[Command]:
         self.publisher.poll()
+        if self.publisher.commands.empty():  # the usual case: no command since last time
+            return []
         out: list[Command] = []
         while True:
             try:

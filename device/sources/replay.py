@@ -23,11 +23,13 @@ from device.errors import UserError
 from device.recording import Recording
 from device.sources.base import Frame, FrameQueue, ThreadedSource
 
-#: signal time per frame at real-time speed: 0.1 s keeps latency well under the 1 s vitals
-#: period while keeping per-frame overhead small. Frame ends fall on whole multiples of it
-#: (at 125 Hz: 12 or 13 samples), so a frame ends exactly where a second of signal ends and
-#: the sample that completes a second is released on time, not up to a frame late.
-FRAME_S = 0.1
+#: signal time per frame at real-time speed. Frame ends fall on whole multiples of it (at
+#: 125 Hz: 31 or 32 samples), so a frame ends exactly where a second of signal ends and the
+#: sample that completes a second is released on time: the vitals of that second are not
+#: delayed by the framing, whatever its length. Four frames a second rather than ten: each
+#: frame wakes two threads, and a wake-up costs 60-100 us of CPU on a virtual machine
+#: (measured here; bench/daemon_replay.py), a third of the daemon's whole cost at 0.1 s.
+FRAME_S = 0.25
 #: shortest wall-clock interval between frames; below ~5 ms sleeps are dominated by scheduler
 #: jitter, so faster replays deliver longer frames instead
 MIN_FRAME_WALL_S = 0.005
