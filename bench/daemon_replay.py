@@ -9,6 +9,9 @@ impedance) into a real Mosquitto on loopback.
    imports, the first windows filling), its CPU time (utime + stime from /proc) over
    ``--seconds`` of wall time gives its share of one core; its peak RSS is VmHWM at the end.
    A subscriber counts the vitals that arrive. Targets: <= 0.5 % of one core, <= 60 MB.
+   ``--also-without-models`` repeats it with ``[models] enabled = false`` (LiteRT never
+   loaded), and the peak RSS of a bare interpreter importing each heavy dependency is listed,
+   to show where the memory goes.
 2. **Latency.** The daemon's own code (``device.preflight`` building the replay source, the
    monitor and the MQTT sink, then ``device.daemon.Daemon``) runs in this process; the
    subscriber runs in a child process. Both stamp times with CLOCK_MONOTONIC, one clock for
@@ -73,8 +76,34 @@ c.loop_forever()
 
 
 def cpu_s(pid: int) -> float:
+    """CPU time of the process in clock ticks (utime + stime, exited threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def run_s(pid: int) -> float:
+    """CPU time of the process's live threads to the nanosecond (the scheduler's own count,
+    /proc/PID/task/*/schedstat): at 0.5 % of a core a 120 s window holds only 60 ticks."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+#: what the daemon imports that weighs most: peak RSS of a bare interpreter importing each
+IMPORTS = ("numpy", "paho.mqtt.client", "ai_edge_litert.interpreter", "device.daemon")
+
+
+def import_rss_mb(module: str) -> float:
+    code = f"import {module}\nprint(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    return round(int(out.stdout.strip()) / 1024, 1) if out.returncode == 0 else float("nan")
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -142,9 +171,15 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def measure_cost(
-    record: Path, port: int, tmp: Path, warmup: float, seconds: float
+    record: Path, port: int, tmp: Path, warmup: float, seconds: float, models: bool = True
 ) -> dict[str, Any]:
+    """``models=False``: the same with ``[models] enabled = false`` (signal processing only,
+    LiteRT never imported), to show what the model runtime costs."""
     sub = Subscriber(port, "bedside/cost/vitals")
+    config = []
+    if not models:
+        (tmp / "no-models.toml").write_text("[models]\nenabled = false\n")
+        config = ["--config", str(tmp / "no-models.toml")]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = (tmp / "daemon.log").open("w")  # noqa: SIM115 (closed below)
     daemon = subprocess.Popen(
@@ -163,6 +198,7 @@ def measure_cost(
             f"mqtt://127.0.0.1:{port}",
             "--outbox",
             str(tmp / "outbox-cost.jsonl"),
+            *config,
         ],
         cwd=ROOT,
         env=env,
@@ -175,10 +211,10 @@ def measure_cost(
             raise SystemExit((tmp / "daemon.log").read_text())
         load0 = os.getloadavg()[0]
         n0 = len(sub.received)
-        c0, t0 = cpu_s(daemon.pid), time.monotonic()
+        c0, r0, t0 = cpu_s(daemon.pid), run_s(daemon.pid), time.monotonic()
         rss0 = status_kb(daemon.pid, "VmRSS")
         time.sleep(seconds)
-        c1, t1 = cpu_s(daemon.pid), time.monotonic()
+        c1, r1, t1 = cpu_s(daemon.pid), run_s(daemon.pid), time.monotonic()
         n1 = len(sub.received)
         peak_kb = status_kb(daemon.pid, "VmHWM")
         rss1 = status_kb(daemon.pid, "VmRSS")
@@ -195,11 +231,14 @@ def measure_cost(
     window = t1 - t0
     return {
         "what": "bedside run --replay RECORD --speed 1 (a child process) publishing to "
-        "Mosquitto; CPU share of one core over the window after warm-up; peak RSS (VmHWM)",
+        "Mosquitto; CPU share of one core over the window after warm-up (scheduler runtime "
+        "of its threads; clock ticks beside it); peak RSS (VmHWM)",
+        "models": "shipped models as configured by default" if models else "disabled",
         "warmup_s": warmup,
         "window_s": round(window, 1),
-        "cpu_s": round(c1 - c0, 3),
-        "cpu_percent_of_one_core": round(100.0 * (c1 - c0) / window, 3),
+        "cpu_s": round(r1 - r0, 4),
+        "cpu_percent_of_one_core": round(100.0 * (r1 - r0) / window, 3),
+        "cpu_percent_of_one_core_ticks": round(100.0 * (c1 - c0) / window, 3),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "rss_mb_start_of_window": round(rss0 / 1024, 1),
         "rss_mb_end": round(rss1 / 1024, 1),
@@ -258,6 +297,18 @@ def measure_latency(
         put(frame)
 
     daemon.queue.put = timed_put  # type: ignore[method-assign]
+    # when the core handed each second's vitals to the MQTT sink: splits the latency into the
+    # core's work (release -> send) and the way to the subscriber (send -> receipt)
+    sent: dict[float, float] = {}
+    for sink in daemon.sinks:
+        send = sink.send
+
+        def timed_send(msg: Any, ts: float, send: Any = send) -> None:
+            if msg.kind == "vitals":
+                sent.setdefault(float(msg.t_s), time.monotonic())
+            send(msg, ts)
+
+        sink.send = timed_send  # type: ignore[method-assign]
     timer = threading.Timer(seconds, stop.set)
     load0 = os.getloadavg()[0]
     timer.start()
@@ -271,13 +322,16 @@ def measure_latency(
     # the replay's schedule: frame ends are due at t0 + samples / fs (speed 1); t0 is where
     # the earliest frame puts it, since a frame is never released before it is due
     t0 = min(t - end / fs for end, t in frame_ends)
-    lat, lag = [], []
+    lat, lag, core, wire = [], [], [], []
     for k, t_rel in sorted(released.items()):
         t_rx = sub.received.get(float(k))
         if k <= skip or t_rx is None:
             continue
         lat.append(1000.0 * (t_rx - t_rel))
         lag.append(1000.0 * (t_rel - (t0 + k)))
+        if float(k) in sent:
+            core.append(1000.0 * (sent[float(k)] - t_rel))
+            wire.append(1000.0 * (t_rx - sent[float(k)]))
     missing = [k for k in released if k > skip and float(k) not in sub.received]
     return {
         "what": "end of signal second k (the replay hands the core the frame completing it) "
@@ -292,6 +346,18 @@ def measure_latency(
             "p99": round(percentile(lat, 99), 2),
             "max": round(max(lat), 2),
             "mean": round(statistics.fmean(lat), 2),
+        },
+        "of_which_core_ms": {
+            "what": "release -> the vitals handed to the MQTT sink (the core's work)",
+            "p50": round(statistics.median(core), 2),
+            "p99": round(percentile(core, 99), 2),
+            "max": round(max(core), 2),
+        },
+        "of_which_publish_to_subscriber_ms": {
+            "what": "the sink's send -> receipt (paho, Mosquitto, the subscriber's client)",
+            "p50": round(statistics.median(wire), 2),
+            "p99": round(percentile(wire, 99), 2),
+            "max": round(max(wire), 2),
         },
         "replay_lag_behind_schedule_ms": {
             "p50": round(statistics.median(lag), 2),
@@ -312,6 +378,11 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=180.0)
     ap.add_argument("--latency-warmup", type=float, default=5.0, help="seconds not scored")
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument(
+        "--also-without-models",
+        action="store_true",
+        help="measure the cost a second time with [models] enabled = false",
+    )
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/daemon_replay.json")
     a = ap.parse_args()
@@ -338,6 +409,12 @@ def main() -> int:
         if not a.skip_cost:
             result["cost"] = measure_cost(a.record, port, tmp, a.warmup, a.seconds)
             print(json.dumps(result["cost"], indent=1), flush=True)
+            if a.also_without_models:
+                result["cost_without_models"] = measure_cost(
+                    a.record, port, tmp, a.warmup, a.seconds, models=False
+                )
+                print(json.dumps(result["cost_without_models"], indent=1), flush=True)
+            result["import_peak_rss_mb"] = {m: import_rss_mb(m) for m in IMPORTS}
         if not a.skip_latency:
             result["latency"] = measure_latency(
                 a.record, port, tmp, a.latency_seconds, a.latency_warmup
