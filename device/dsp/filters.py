@@ -152,6 +152,10 @@ class CausalFilter:
     def reset(self) -> None:
         self._zi = None
 
+    def hold_zero(self) -> None:
+        """The state after any number of zero inputs from rest at zero (all zero)."""
+        self._zi = self._zi_unit * 0.0
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.size == 0:
