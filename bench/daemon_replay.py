@@ -28,6 +28,11 @@ impedance) into a real Mosquitto on loopback.
    the subscriber's client. Reported: p50, p90, p99 and max over the seconds after the first
    ``--latency-warmup``. Target: p99 <= 20 ms.
 
+3. **Latency on the live path** (``--serial-seconds S``): this process plays a HealthyPi,
+   writing packets into a pseudo-terminal in 20 ms bursts at 125 samples/s, and ``bedside run
+   --serial`` reads them (a child process); latency of second k runs from the write of the
+   burst holding its last sample to the subscriber's receipt.
+
 The machine, its load average during each part, and the record are written with the figures.
 """
 
@@ -45,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+import tty
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +69,22 @@ import paho.mqtt.client as mqtt
 port, topic = int(sys.argv[1]), sys.argv[2]
 def on_connect(c, u, flags, rc, props=None):
     c.subscribe(topic, qos=0)
+    if len(sys.argv) > 3:
+        c.subscribe(sys.argv[3], qos=0)
 def on_subscribe(c, u, mid, rcs, props=None):
     print("ready", flush=True)
 def on_message(c, u, msg):
     t = time.monotonic()
-    print(f"{t:.6f} {json.loads(msg.payload)['t_s']}", flush=True)
+    body = json.loads(msg.payload)
+    if msg.topic.endswith("/status"):
+        # samples the core counted as missing: fed by the daemon, or reported by the source
+        missing = {k: max(v.values(), default=0) for k, v in body.get("gap_samples", {}).items()}
+        for name, src in body.get("sources", {}).items():
+            missing[name] = max(missing.get(name, 0), int(src.get("lost_samples", 0)))
+        gaps = json.dumps(missing, separators=(",", ":"))
+        print(f"{t:.6f} status {gaps}", flush=True)
+    else:
+        print(f"{t:.6f} {body['t_s']}", flush=True)
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
 c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
 c.connect("127.0.0.1", port)
@@ -141,9 +158,16 @@ def machine() -> dict[str, Any]:
 class Subscriber:
     """The subscriber child process and the receipt times it reports, by t_s."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, status_topic: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SUBSCRIBER, str(port), topic],
+            [
+                sys.executable,
+                "-c",
+                SUBSCRIBER,
+                str(port),
+                topic,
+                *([status_topic] if status_topic else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -151,14 +175,22 @@ class Subscriber:
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("the subscriber did not start")
         self.received: dict[float, float] = {}
+        #: (receipt time, samples counted missing per source) of each status message
+        self.status: list[tuple[float, dict[str, int]]] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            t, t_s = line.split()
-            self.received.setdefault(float(t_s), float(t))
+            parts = line.split(maxsplit=2)
+            if len(parts) < 2:
+                continue  # "ready" again (one per subscription)
+            t, what, *rest = parts
+            if what == "status":
+                self.status.append((float(t), json.loads(rest[0])))
+            else:
+                self.received.setdefault(float(what), float(t))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -368,6 +400,113 @@ def measure_latency(
     }
 
 
+def measure_latency_serial(
+    record: Path, port: int, tmp: Path, seconds: float, skip: float
+) -> dict[str, Any]:
+    """The live path: this process plays the board, writing HealthyPi packets into a pty in
+    20 ms bursts at 125 samples/s (as ``bedside replay --to pty`` does); ``bedside run
+    --serial`` (a child process) reads them. Latency of second k: the subscriber's receipt of
+    its vitals minus the moment the burst holding its last sample was written."""
+    from device.recording import read_csv
+    from device.sources.formats.openview import HEALTHYPI5, counts_for_signals, encode_packets
+
+    rec = read_csv(record)
+    fs = rec.fs_hz
+    n = min(rec.n_samples, int((seconds + 2) * fs))
+    counts = counts_for_signals(HEALTHYPI5, {r: x[:n] * 1e5 for r, x in rec.role_signals().items()})
+    stream = encode_packets(HEALTHYPI5, counts)
+    size = len(stream) // n
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    sub = Subscriber(port, "bedside/serial/vitals", "bedside/serial/status")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "run",
+            "--serial",
+            os.ttyname(slave),
+            "--format",
+            "openview",
+            "--fs",
+            f"{fs:g}",
+            "--bed",
+            "serial",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--outbox",
+            str(tmp / "outbox-serial.jsonl"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bursts: list[tuple[int, float]] = []  # (samples written so far, when)
+    try:
+        time.sleep(8.0)  # started and the port opened (pyserial flushes what came before)
+        load0 = os.getloadavg()[0]
+        c0, w0 = run_s(daemon.pid), time.monotonic()
+        t0, i = time.monotonic(), 0
+        while i < n and daemon.poll() is None:
+            due = min(n, int((time.monotonic() - t0) * fs) + 1)
+            if due > i:
+                os.write(master, stream[i * size : due * size])
+                bursts.append((due, time.monotonic()))
+                i = due
+            time.sleep(0.02)
+        t_end = time.monotonic()
+        time.sleep(1.0)
+        c1, w1 = run_s(daemon.pid), time.monotonic()
+        load1 = os.getloadavg()[0]
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        sub.stop()
+        os.close(master)
+        os.close(slave)
+    # A live source's clock runs with the wall clock: before the first packet the silence was
+    # counted as lost samples (the serial source reports them; the status says how many), so
+    # the core's second m ends with written sample m * fs - gap. The gap is read from the last
+    # status sent while packets were flowing.
+    during = [g for t, g in sub.status if bursts and bursts[0][1] + 1.0 < t < t_end]
+    gap = max(during[-1].values(), default=0) if during else 0
+    written: dict[int, float] = {}
+    for m in range(1, int((n + gap) // fs) + 1):
+        j = int(round(m * fs)) - gap  # samples written when second m is complete
+        if j >= 1:
+            written[m] = next(t for total, t in bursts if total >= j)
+    lat = [
+        1000.0 * (sub.received[float(k)] - t)
+        for k, t in sorted(written.items())
+        if k > skip + gap / fs and float(k) in sub.received
+    ]
+    return {
+        "what": "live path: packets written into a pty by this process in 20 ms bursts at "
+        "125 samples/s -> bedside run --serial (a child process) -> Mosquitto -> subscriber; "
+        "latency of second k from the write of the burst holding its last sample",
+        "seconds_measured": len(lat),
+        "seconds_missing": sum(
+            1 for k in written if k > skip + gap / fs and float(k) not in sub.received
+        ),
+        "gap_samples_before_the_first_packet": gap,
+        "latency_ms": {
+            "p50": round(statistics.median(lat), 2),
+            "p90": round(percentile(lat, 90), 2),
+            "p99": round(percentile(lat, 99), 2),
+            "max": round(max(lat), 2),
+            "mean": round(statistics.fmean(lat), 2),
+        },
+        "daemon_cpu_percent_of_one_core": round(100.0 * (c1 - c0) / (w1 - w0), 3),
+        "load_average_1min": [round(load0, 2), round(load1, 2)],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -378,6 +517,12 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=180.0)
     ap.add_argument("--latency-warmup", type=float, default=5.0, help="seconds not scored")
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument(
+        "--serial-seconds",
+        type=float,
+        default=0.0,
+        help="also measure the latency on the live serial path for this long (0: not)",
+    )
     ap.add_argument(
         "--also-without-models",
         action="store_true",
@@ -420,6 +565,11 @@ def main() -> int:
                 a.record, port, tmp, a.latency_seconds, a.latency_warmup
             )
             print(json.dumps(result["latency"], indent=1), flush=True)
+        if a.serial_seconds > 0:
+            result["latency_serial"] = measure_latency_serial(
+                a.record, port, tmp, a.serial_seconds, a.latency_warmup
+            )
+            print(json.dumps(result["latency_serial"], indent=1), flush=True)
     finally:
         broker.terminate()
         broker.wait(10)
