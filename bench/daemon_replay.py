@@ -62,17 +62,22 @@ BUNDLED = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGETS = {"cpu_percent_of_one_core": 0.5, "peak_rss_mb": 60.0, "latency_p99_ms": 20.0}
 
-#: the subscriber (a child process): prints "<monotonic receipt time> <t_s>" per vitals message
+#: the subscriber (a child process): writes "<monotonic receipt time> <t_s>" per vitals message
+#: (and "<time> status <samples missing per source>" per status message) to a file, so that
+#: nothing in the measuring process wakes up per message while the daemon runs in it
 SUBSCRIBER = r"""
 import json, sys, time
 import paho.mqtt.client as mqtt
-port, topic = int(sys.argv[1]), sys.argv[2]
+port, path, topics = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+out = open(path, "w", buffering=1)
+subscribed = []
 def on_connect(c, u, flags, rc, props=None):
-    c.subscribe(topic, qos=0)
-    if len(sys.argv) > 3:
-        c.subscribe(sys.argv[3], qos=0)
+    for topic in topics:
+        c.subscribe(topic, qos=0)
 def on_subscribe(c, u, mid, rcs, props=None):
-    print("ready", flush=True)
+    subscribed.append(mid)
+    if len(subscribed) == len(topics):
+        print("ready", flush=True)
 def on_message(c, u, msg):
     t = time.monotonic()
     body = json.loads(msg.payload)
@@ -81,10 +86,9 @@ def on_message(c, u, msg):
         missing = {k: max(v.values(), default=0) for k, v in body.get("gap_samples", {}).items()}
         for name, src in body.get("sources", {}).items():
             missing[name] = max(missing.get(name, 0), int(src.get("lost_samples", 0)))
-        gaps = json.dumps(missing, separators=(",", ":"))
-        print(f"{t:.6f} status {gaps}", flush=True)
+        out.write(f"{t:.6f} status {json.dumps(missing, separators=(',', ':'))}\n")
     else:
-        print(f"{t:.6f} {body['t_s']}", flush=True)
+        out.write(f"{t:.6f} {body['t_s']}\n")
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
 c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
 c.connect("127.0.0.1", port)
@@ -156,18 +160,12 @@ def machine() -> dict[str, Any]:
 
 
 class Subscriber:
-    """The subscriber child process and the receipt times it reports, by t_s."""
+    """The subscriber child process; after ``stop()``, the receipt times it wrote, by t_s."""
 
-    def __init__(self, port: int, topic: str, status_topic: str | None = None) -> None:
+    def __init__(self, port: int, path: Path, *topics: str) -> None:
+        self.path = path
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SUBSCRIBER,
-                str(port),
-                topic,
-                *([status_topic] if status_topic else []),
-            ],
+            [sys.executable, "-c", SUBSCRIBER, str(port), str(path), *topics],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -177,24 +175,16 @@ class Subscriber:
         self.received: dict[float, float] = {}
         #: (receipt time, samples counted missing per source) of each status message
         self.status: list[tuple[float, dict[str, int]]] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            parts = line.split(maxsplit=2)
-            if len(parts) < 2:
-                continue  # "ready" again (one per subscription)
-            t, what, *rest = parts
-            if what == "status":
-                self.status.append((float(t), json.loads(rest[0])))
-            else:
-                self.received.setdefault(float(what), float(t))
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+        for line in self.path.read_text().splitlines():
+            t, what, *rest = line.split(maxsplit=2)
+            if what == "status":
+                self.status.append((float(t), json.loads(rest[0])))
+            else:
+                self.received.setdefault(float(what), float(t))
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -207,7 +197,7 @@ def measure_cost(
 ) -> dict[str, Any]:
     """``models=False``: the same with ``[models] enabled = false`` (signal processing only,
     LiteRT never imported), to show what the model runtime costs."""
-    sub = Subscriber(port, "bedside/cost/vitals")
+    sub = Subscriber(port, tmp / "rx-cost.txt", "bedside/cost/vitals")
     config = []
     if not models:
         (tmp / "no-models.toml").write_text("[models]\nenabled = false\n")
@@ -242,12 +232,10 @@ def measure_cost(
         if daemon.poll() is not None:
             raise SystemExit((tmp / "daemon.log").read_text())
         load0 = os.getloadavg()[0]
-        n0 = len(sub.received)
         c0, r0, t0 = cpu_s(daemon.pid), run_s(daemon.pid), time.monotonic()
         rss0 = status_kb(daemon.pid, "VmRSS")
         time.sleep(seconds)
         c1, r1, t1 = cpu_s(daemon.pid), run_s(daemon.pid), time.monotonic()
-        n1 = len(sub.received)
         peak_kb = status_kb(daemon.pid, "VmHWM")
         rss1 = status_kb(daemon.pid, "VmRSS")
         threads = status_kb(daemon.pid, "Threads")
@@ -275,7 +263,7 @@ def measure_cost(
         "rss_mb_start_of_window": round(rss0 / 1024, 1),
         "rss_mb_end": round(rss1 / 1024, 1),
         "threads": threads,
-        "vitals_received_in_window": n1 - n0,
+        "vitals_received_in_window": sum(1 for t in sub.received.values() if t0 <= t <= t1),
         "load_average_1min": [round(load0, 2), round(load1, 2)],
     }
 
@@ -290,7 +278,7 @@ def measure_latency(
     from device.preflight import preflight
 
     bed = "latency"
-    sub = Subscriber(port, f"bedside/{bed}/vitals")
+    sub = Subscriber(port, tmp / "rx-latency.txt", f"bedside/{bed}/vitals")
     args = build_parser(only="run").parse_args(
         [
             "run",
@@ -418,7 +406,7 @@ def measure_latency_serial(
     size = len(stream) // n
     master, slave = os.openpty()
     tty.setraw(slave)
-    sub = Subscriber(port, "bedside/serial/vitals", "bedside/serial/status")
+    sub = Subscriber(port, tmp / "rx-serial.txt", "bedside/serial/vitals", "bedside/serial/status")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     daemon = subprocess.Popen(
         [
