@@ -18,7 +18,6 @@ generated from these classes (``reference_markdown``).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -482,6 +481,8 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(
             f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
         ) from None
+    import tomllib  # only with a config file (not on the command line's defaults)
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

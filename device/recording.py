@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import warnings
-import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +230,8 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
     Samples are scaled to [-1, 1). Multichannel files give ``ch0``, ``ch1``...; the first is
     the one the role points at.
     """
+    import wave  # only for WAV recordings
+
     p = Path(path)
     try:
         with wave.open(str(p), "rb") as w:
