@@ -17,6 +17,11 @@ not the figure):
 
 Reading the recording alone is timed too. The record defaults to an 8-minute 125 Hz BIDMC
 record with ECG, PPG and impedance from ``../shared/data``.
+
+Single batches vary by 20-30 % on a shared virtual machine. ``--compare main --rounds 5``
+(optionally with ``--python /other/venv/bin/python`` more than once) also runs another git
+revision beside this tree in interleaved rounds and reports the medians of each (tree,
+interpreter): the figures to compare.
 """
 
 from __future__ import annotations
@@ -69,17 +74,37 @@ def machine() -> dict[str, Any]:
     }
 
 
-def whole_command(record: Path, pycache: str) -> tuple[float, float, float]:
+#: one in-process batch, run in a child with the tree under test first on its path: prints
+#: the CPU seconds of each run (after one warm-up run)
+INNER = r"""
+import json, sys, time
+from device.config import load_config
+from device.offline import process_recording
+from device.recording import read_recording
+rec, cfg = read_recording(sys.argv[1]), load_config(None)
+list(process_recording(rec, cfg))
+runs = []
+for _ in range(int(sys.argv[2])):
+    t = time.process_time()
+    list(process_recording(rec, cfg))
+    runs.append(time.process_time() - t)
+print(json.dumps(runs))
+"""
+
+
+def whole_command(
+    record: Path, pycache: str, tree: Path = ROOT, python: str = sys.executable
+) -> tuple[float, float, float]:
     """(CPU s, wall s, peak RSS MB) of one ``python -m device process`` child. Compiled
     bytecode is cached (in ``pycache``) as on an installed appliance, where pip compiles it
     at install time: a development shell with PYTHONDONTWRITEBYTECODE would otherwise
     recompile every module at every start."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=pycache)
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONPYCACHEPREFIX=pycache)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    cmd = [sys.executable, "-m", "device", "process", str(record), "--jsonl", os.devnull]
+    cmd = [python, "-m", "device", "process", str(record), "--jsonl", os.devnull]
     w0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert proc.stderr is not None
     err = proc.stderr.read()
@@ -91,6 +116,103 @@ def whole_command(record: Path, pycache: str) -> tuple[float, float, float]:
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024.0
 
 
+def breakdown(rec: Any, cfg: Any) -> dict[str, float]:
+    """CPU ms per second of signal spent in each estimator (``estimate`` and ``push``), the
+    role trackers, the alarm engine and the rest (the pipeline's glue), over one run: each
+    is wrapped in a timer on a fresh monitor (the timers add a little to every part)."""
+    from device.monitor import Monitor
+
+    spent: dict[str, float] = {}
+
+    def timed(obj: Any, name: str, label: str) -> None:
+        inner = getattr(obj, name)
+
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            t = time.process_time()
+            try:
+                return inner(*args, **kw)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - t
+
+        setattr(obj, name, wrapper)
+
+    signals = rec.role_signals()
+    monitor = Monitor.for_inputs(dict.fromkeys(signals, rec.fs_hz), cfg)
+    for est in monitor.pipeline.estimators:
+        label = f"{est.quantity}_{est.role} ({est.name})"
+        timed(est, "estimate", f"{label} estimate")
+        timed(est, "push", f"{label} push")
+    for tracker in monitor.pipeline._trackers.values():
+        timed(tracker, "update", "role trackers")
+    timed(monitor.alarms, "update", "alarm engine")
+    t0 = time.process_time()
+    for a in range(0, rec.n_samples, 1000):
+        for role, x in signals.items():
+            monitor.feed(role, x[a : a + 1000])
+        monitor.step()
+    total = time.process_time() - t0
+    spent["pipeline glue (the rest)"] = total - sum(spent.values())
+    per_s = 1000.0 / rec.duration_s
+    out = {k: round(v * per_s, 4) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+    out["total"] = round(total * per_s, 4)
+    return out
+
+
+def compare(record: Path, ref: str, pythons: list[str], rounds: int) -> dict[str, Any]:
+    """``ref`` (a git revision, extracted with ``git archive``) against this tree, with each
+    interpreter, in interleaved rounds (so that a busier minute of a shared machine weighs on
+    both alike): per round 3 in-process runs and 2 whole commands for every (tree, python)."""
+    out: dict[str, Any] = {"ref": ref, "rounds": rounds, "load_average_1min": []}
+    with tempfile.TemporaryDirectory(prefix="bedside-speed-") as tmp:
+        base = Path(tmp) / "ref"
+        base.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", ref], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        trees = {f"{ref}": base, "this tree": ROOT}
+        runs: dict[tuple[str, str], dict[str, list[float]]] = {
+            (t, py): {"in": [], "cmd": []} for t in trees for py in pythons
+        }
+        for r in range(rounds):
+            out["load_average_1min"].append(round(os.getloadavg()[0], 2))
+            for (name, py), acc in runs.items():
+                tree = trees[name]
+                cache = str(Path(tmp) / f"pyc-{abs(hash((name, py)))}")
+                env = dict(os.environ, PYTHONPATH=str(tree), PYTHONPYCACHEPREFIX=cache)
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                batch = subprocess.run(
+                    [py, "-c", INNER, str(record), "3"],
+                    cwd=tree,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                acc["in"] += json.loads(batch)
+                if r == 0:
+                    whole_command(record, cache, tree, py)  # compiles the bytecode
+                acc["cmd"] += [whole_command(record, cache, tree, py)[0] for _ in range(2)]
+    dur = read_recording(record).duration_s
+    out["results"] = [
+        {
+            "tree": name,
+            "python": py,
+            "python_version": subprocess.run(
+                [py, "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip(),
+            "in_process_x_realtime_cpu": round(dur / statistics.median(acc["in"]), 1),
+            "in_process_runs": len(acc["in"]),
+            "whole_command_x_realtime_cpu": round(dur / statistics.median(acc["cmd"]), 1),
+            "whole_command_runs": len(acc["cmd"]),
+        }
+        for (name, py), acc in runs.items()
+    ]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,10 +220,38 @@ def main() -> int:
     ap.add_argument("--record", type=Path, default=DEFAULT_RECORD)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
+    ap.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run git revision REV (e.g. main) and this tree in interleaved rounds",
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of --compare")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time each estimator, the trackers and the alarm engine (ms per signal s)",
+    )
+    ap.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="EXE",
+        help="interpreter(s) for --compare (default: this one); with all the project's "
+        "runtime dependencies installed",
+    )
     a = ap.parse_args()
     if not a.record.exists():
         print(f"{a.record}: no such recording (give --record)", file=sys.stderr)
         return 2
+    if a.compare:
+        comparison = compare(a.record, a.compare, a.python or [sys.executable], a.rounds)
+        for row in comparison["results"]:
+            print(
+                f"{row['tree']:10s} python {row['python_version']}: in process "
+                f"{row['in_process_x_realtime_cpu']:.0f}x, whole command "
+                f"{row['whole_command_x_realtime_cpu']:.0f}x real time (CPU, medians of "
+                f"{row['in_process_runs']} and {row['whole_command_runs']} runs)"
+            )
     load0 = os.getloadavg()
     t0 = time.process_time()
     rec = read_recording(a.record)
@@ -155,6 +305,12 @@ def main() -> int:
         },
         "targets": TARGETS,
     }
+    if a.compare:
+        result["comparison"] = comparison
+    if a.breakdown:
+        result["in_process"]["cpu_ms_per_signal_s"] = breakdown(rec, cfg)
+        for k, v in result["in_process"]["cpu_ms_per_signal_s"].items():
+            print(f"  {v:7.3f} ms per second of signal  {k}")
     result["meets_targets"] = (
         result["in_process"]["x_realtime_cpu"] >= TARGETS["in_process_x_realtime"]
         and result["whole_command"]["x_realtime_cpu"] >= TARGETS["whole_command_x_realtime"]
