@@ -108,22 +108,3 @@ def test_compiled_local_maxima_are_the_reference() -> None:
         # few distinct values: plateaus everywhere, at the edges too
         x = np.round(rng.standard_normal(int(rng.integers(3, 300))) * 2)
         assert np.array_equal(compiled(x)[0], local_maxima_reference(x))
-
-
-def test_compiled_peak_thinning_is_the_reference() -> None:
-    from device.dsp import kernels
-    from device.dsp.peaks import local_maxima_reference, thin_by_distance_reference
-
-    compiled = kernels.kernel("select_by_distance")
-    if compiled is None:
-        pytest.skip("no compiled peak thinning here (or it differs, and is not used)")
-    rng = np.random.default_rng(9)
-    for _ in range(200):
-        x = np.round(rng.standard_normal(int(rng.integers(3, 400))) * 2)  # equal heights
-        peaks = local_maxima_reference(x)
-        if len(peaks) < 2:
-            continue
-        for distance in (1.0, 3.0, 7.0, 31.0):
-            want = thin_by_distance_reference(peaks, x[peaks], distance)
-            got = compiled(peaks, kernels.distinct_ranks(x[peaks]), distance)
-            assert np.array_equal(np.asarray(got, dtype=bool), want)

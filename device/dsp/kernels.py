@@ -131,47 +131,16 @@ def _load_local_maxima() -> Callable[..., Any] | None:
     return kernel  # type: ignore[no-any-return]
 
 
-def _load_select_by_distance() -> Callable[..., Any] | None:
-    from device.dsp.peaks import local_maxima_reference, thin_by_distance_reference
-
-    mod = _extension("_peak_finding_utils")
-    kernel = getattr(mod, "_select_by_peak_distance", None) if mod is not None else None
-    if kernel is None:
-        return None
-    x = _probe_signal()
-    for signal in (x, np.cumsum(x - 3.0), np.round(x)):
-        peaks = local_maxima_reference(signal)
-        for distance in (1.0, 2.0, 5.0, 31.0):
-            if len(peaks) < 2:
-                continue
-            want = thin_by_distance_reference(peaks, signal[peaks], distance)
-            got = np.asarray(kernel(peaks, distinct_ranks(signal[peaks]), distance), dtype=bool)
-            if not np.array_equal(got, want):
-                log.info("scipy's compiled peak thinning differs from the reference here")
-                return None
-    return kernel  # type: ignore[no-any-return]
-
-
-def distinct_ranks(values: np.ndarray) -> np.ndarray:
-    """Distinct priorities that put ``values`` in the reference's order (highest first, ties:
-    earlier first), so that the kernel's own (unstable) sort has no ties to break."""
-    order = np.argsort(-values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(len(values) - 1, -1, -1, dtype=np.float64)
-    return ranks
-
-
 _LOADERS: dict[str, Callable[[], Callable[..., Any] | None]] = {
     "sosfilt": _load_sosfilt,
     "prominences": _load_prominences,
     "local_maxima": _load_local_maxima,
-    "select_by_distance": _load_select_by_distance,
 }
 
 
 def kernel(name: str) -> Callable[..., Any] | None:
-    """The verified compiled kernel ``name`` (``sosfilt``, ``prominences``, ``local_maxima``
-    or ``select_by_distance``), or None to use
+    """The verified compiled kernel ``name`` (``sosfilt``, ``prominences`` or
+    ``local_maxima``), or None to use
     the reference loop (no scipy, a build that differs, or ``BEDSIDE_PURE_PYTHON_DSP=1``)."""
     if name not in _cache:
         if os.environ.get(PURE_ENV) == "1":

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from device.dsp.kernels import distinct_ranks, kernel
+from device.dsp.kernels import kernel
 
 
 def local_maxima(x: np.ndarray) -> np.ndarray:
@@ -48,21 +48,6 @@ def local_maxima_reference(x: np.ndarray) -> np.ndarray:
 
 
 def _thin_by_distance(peaks: np.ndarray, values: np.ndarray, distance: float) -> np.ndarray:
-    """Which peaks to keep: the highest first (ties: the earlier), each removing its
-    neighbours closer than ``distance`` samples."""
-    compiled = kernel("select_by_distance") if float(distance).is_integer() else None
-    if compiled is not None:
-        # scipy's loop compares with ceil(distance) (the same for whole distances) and sorts
-        # its priorities itself: distinct ranks in our order leave it no ties to break
-        ranks = distinct_ranks(values)
-        return np.asarray(compiled(peaks.astype(np.intp), ranks, float(distance)), dtype=bool)
-    return thin_by_distance_reference(peaks, values, distance)
-
-
-def thin_by_distance_reference(
-    peaks: np.ndarray, values: np.ndarray, distance: float
-) -> np.ndarray:
-    """``_thin_by_distance`` in Python (the definition the compiled kernel must match)."""
     # plain Python lists: a few dozen peaks, where numpy's per-element indexing costs more
     keep = [True] * len(peaks)
     pos = peaks.tolist()
