@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -597,6 +596,8 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(
             f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
         ) from None
+    import tomllib  # only with a config file (not on the command line's defaults)
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

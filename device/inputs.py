@@ -49,8 +49,13 @@ class RoleTracker:
 
     def update(self, t_s: float, x: np.ndarray, has_estimate: bool) -> RoleInput:
         finite = np.isfinite(x)
-        if len(x) and not finite.any():
+        n_finite = int(np.count_nonzero(finite))
+        if len(x) and not n_finite:
             self.lost_samples += len(x)
+        elif n_finite == len(x) and len(x):  # nothing missing (the usual second)
+            self.lost_samples = 0
+            self._seconds.append(x.copy())
+            self._judge_window()
         elif len(x):
             # consecutive missing samples at the end of this second (the run may continue)
             self.lost_samples = len(x) - 1 - int(np.flatnonzero(finite)[-1])
@@ -66,7 +71,7 @@ class RoleTracker:
             warm = t_s - self.good_since >= WARMUP_S.get(self.role, 15.0)
             self.poor_s = 0.0 if has_estimate or not warm else self.poor_s + 1.0
         return RoleInput(
-            samples=int(finite.sum()),
+            samples=n_finite,
             lost_s=lost_s,
             off_s=self.off_s,
             off_reason=self.off_reason,

@@ -18,7 +18,7 @@ stage           beats from                                                   sil
 ==============  ===========================================================  ===============
 each source     its thread, once round its loop (a frame read, a reopen      ``STAGE_S``
                 tried); the name is the source's (``serial:/dev/ttyACM0``)
-``core``        the daemon's main loop, once per iteration (every <= 0.1 s)  ``STAGE_S``
+``core``        the daemon's main loop, once per iteration (every <= 0.5 s)  ``STAGE_S``
 ``sink``        paho's network thread, in each callback (a message written,  ``SINK_S``
                 a connection made, refused or lost); while the broker is
                 away paho retries with a backoff of up to 30 s, hence the
@@ -63,7 +63,7 @@ from typing import Any
 
 log = logging.getLogger("bedside.notify")
 
-#: a source or the core silent this long is stuck. The core loop turns every 0.1 s and the
+#: a source or the core silent this long is stuck. The core loop turns every <= 0.5 s and the
 #: sources every <= 0.5 s (the serial source reports lost samples in 0.5 s steps while a board
 #: is away; the audio source retries a missing device every second), so 10 s is far beyond
 #: normal; a stuck stage is noticed within STAGE_S + WatchdogSec

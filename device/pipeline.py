@@ -68,13 +68,19 @@ class RoleStream:
         self._hold = HoldGaps()
         self._resample = Resampler(fs_in, fs_out)
         self._resample_gap = Resampler(fs_in, fs_out)
+        self._gap_seen = False  # a sample has been missing at least once
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         held, bad = self._hold(x)
         y = self._resample(held)
-        if bad.any() or not self._resample_gap.identity:
+        any_bad = bool(bad.any())
+        self._gap_seen = self._gap_seen or any_bad
+        if any_bad or (self._gap_seen and not self._resample_gap.identity):
             gap = self._resample_gap(bad.astype(np.float64))
             y = np.where(gap > 0.01, np.nan, y)
+        else:
+            # no gap yet: the resampled gap mask would be all zeros and mark nothing
+            self._resample_gap.skip_zeros(len(x))
         return y
 
 

@@ -121,11 +121,8 @@ def read_csv(
     sample rate is taken from it and checked against ``fs_hz``.
     """
     p = Path(path)
-    text = open_text(p)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
-    names = [n.strip().strip('"') for n in lines[0].split(",")]
+    parsed = _parse_csv_stream(p)
+    names, table = parsed if parsed is not None else _parse_csv_lines(p, open_text(p))
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UserError(
@@ -133,25 +130,6 @@ def read_csv(
             "header",
             "rename or drop the repeated column so that each name is unique",
         )
-    if len(lines) < 3:
-        raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
-    width = len(names)
-    rows: list[list[str]] = []
-    for i, ln in enumerate(lines[1:], start=2):
-        parts = ln.split(",")
-        if len(parts) != width:
-            raise UserError(
-                f"{p}: line {i} has {len(parts)} fields, the header has {width}",
-                "the file is truncated or corrupt; copy it again from its source",
-            )
-        rows.append([s.strip() or "nan" for s in parts])
-    try:
-        table = np.array(rows, dtype=np.float64)
-    except ValueError as e:
-        raise UserError(
-            f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header"
-        ) from None
-
     cols = {n: table[:, j] for j, n in enumerate(names)}
     if TIME_COLUMN in cols:
         t = cols.pop(TIME_COLUMN)
@@ -203,12 +181,72 @@ def read_csv(
     return _checked(Recording(str(p), fs, cols, roles))
 
 
+def _parse_csv_stream(p: Path) -> tuple[list[str], np.ndarray] | None:
+    """(column names, samples x columns) read straight from the (gzip) file by numpy's C
+    parser, for the common case: a header, then at least two rows of numbers and no blank
+    lines. None for anything else (or any error), which ``_parse_csv_lines`` then reads and
+    names. Streaming keeps a whole file's text and lines from ever being in memory at once
+    (an 8-minute BIDMC record: 3 MB of samples, not 15 MB of peak RSS)."""
+    try:
+        with (
+            gzip.open(p, "rt", encoding="utf-8", newline="")
+            if p.suffix == ".gz"
+            else p.open(encoding="utf-8", newline="")
+        ) as f:
+            header = f.readline()
+            while header and not header.strip():
+                header = f.readline()
+            names = _column_names(header)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": said below
+                table = np.loadtxt(f, delimiter=",", dtype=np.float64, comments=None, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error):
+        return None  # blank fields or lines, a short row, a word, a bad file: said line by line
+    if table.shape[0] < 2 or table.shape[1] != len(names):
+        return None
+    return names, table
+
+
+def _column_names(header: str) -> list[str]:
+    return [n.strip().strip('"') for n in header.split(",")]
+
+
+def _parse_csv_lines(p: Path, text: str) -> tuple[list[str], np.ndarray]:
+    """Line by line: blank lines skipped, blank fields read as NaN, and one clear error for a
+    line with the wrong number of fields or a field that is not a number."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise UserError(f"{p}: empty file", "give a CSV with a header row and samples")
+    names = _column_names(lines[0])
+    if len(lines) < 3:
+        raise UserError(f"{p}: no samples after the header", "the file is truncated; copy it again")
+    width = len(names)
+    rows: list[list[str]] = []
+    for i, ln in enumerate(lines[1:], start=2):
+        parts = ln.split(",")
+        if len(parts) != width:
+            raise UserError(
+                f"{p}: line {i} has {len(parts)} fields, the header has {width}",
+                "the file is truncated or corrupt; copy it again from its source",
+            )
+        rows.append([s.strip() or "nan" for s in parts])
+    try:
+        table = np.array(rows, dtype=np.float64)
+    except ValueError as e:
+        raise UserError(
+            f"{p}: non-numeric sample ({e})", "only numbers or 'nan' may follow the header"
+        ) from None
+
+    return names, table
+
+
 def read_wav(path: str | Path, role: str = "audio") -> Recording:
     """Read a PCM WAV file (8/16/24/32-bit integer) as one ``audio`` channel per WAV channel.
 
     Samples are scaled to [-1, 1). Multichannel files give ``ch0``, ``ch1``...; the first is
     the one the role points at.
     """
+
     p = Path(path)
     try:
         with wave.open(str(p), "rb") as w:

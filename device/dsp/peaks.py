@@ -17,14 +17,25 @@ from typing import Any
 
 import numpy as np
 
+from device.dsp.kernels import kernel
+
 
 def local_maxima(x: np.ndarray) -> np.ndarray:
     """Indices of strict local maxima; a flat top counts once, at its middle (rounded down)."""
     x = np.asarray(x, dtype=np.float64)
+    compiled = kernel("local_maxima") if len(x) >= 3 else None
+    if compiled is not None:
+        return np.asarray(compiled(np.ascontiguousarray(x))[0], dtype=np.intp)
+    return local_maxima_reference(x)
+
+
+def local_maxima_reference(x: np.ndarray) -> np.ndarray:
+    """``local_maxima`` with numpy (the definition the compiled kernel must match)."""
+    x = np.asarray(x, dtype=np.float64)
     n = len(x)
     if n < 3:
         return np.zeros(0, dtype=np.intp)
-    d = np.diff(x)
+    d = x[1:] - x[:-1]
     # compress runs of equal values: a peak is a rise followed (after any plateau) by a fall
     nz = np.flatnonzero(d != 0)
     if len(nz) < 2:
@@ -32,40 +43,59 @@ def local_maxima(x: np.ndarray) -> np.ndarray:
     rising = d[nz] > 0
     starts = nz[:-1][rising[:-1] & ~rising[1:]] + 1  # first sample of the top
     ends = nz[1:][rising[:-1] & ~rising[1:]]  # last sample of the top
-    return ((starts + ends) // 2).astype(np.intp)
+    out: np.ndarray = ((starts + ends) // 2).astype(np.intp)
+    return out
 
 
 def _thin_by_distance(peaks: np.ndarray, values: np.ndarray, distance: float) -> np.ndarray:
-    keep = np.ones(len(peaks), dtype=bool)
-    order = np.argsort(-values, kind="stable")  # highest first; ties: earlier peak first
+    # plain Python lists: a few dozen peaks, where numpy's per-element indexing costs more
+    keep = [True] * len(peaks)
+    pos = peaks.tolist()
+    order = np.argsort(-values, kind="stable").tolist()  # highest first; ties: earlier first
     for j in order:
         if not keep[j]:
             continue
+        p = pos[j]
         k = j - 1
-        while k >= 0 and peaks[j] - peaks[k] < distance:
+        while k >= 0 and p - pos[k] < distance:
             keep[k] = False
             k -= 1
         k = j + 1
-        while k < len(peaks) and peaks[k] - peaks[j] < distance:
+        while k < len(pos) and pos[k] - p < distance:
             keep[k] = False
             k += 1
-    return keep
+    return np.asarray(keep, dtype=bool)
 
 
 def prominences(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """Prominence of each peak (see module docstring)."""
+    return prominences_reference(x, peaks)
+
+
+def prominences_reference(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Prominence of each peak, all peaks at once with numpy: for each, the nearest higher
+    sample on either side bounds the stretch whose minimum is taken. (``find_peaks`` uses
+    the compiled kernel instead where it agrees with this bit for bit: ``dsp.kernels``.)"""
     x = np.asarray(x, dtype=np.float64)
-    out = np.empty(len(peaks))
-    for i, pk in enumerate(peaks):
-        v = x[pk]
-        left = x[:pk][::-1]
-        higher = np.flatnonzero(left > v)
-        left_min = float(np.min(left[: higher[0]] if len(higher) else left, initial=v))
-        right = x[pk + 1 :]
-        higher = np.flatnonzero(right > v)
-        right_min = float(np.min(right[: higher[0]] if len(higher) else right, initial=v))
-        out[i] = v - max(left_min, right_min)
-    return out
+    peaks = np.asarray(peaks, dtype=np.intp)
+    if len(peaks) == 0:
+        return np.empty(0)
+    n = len(x)
+    v = x[peaks]
+    idx = np.arange(n)
+    higher = x[None, :] > v[:, None]  # (peaks, samples)
+    before = idx[None, :] < peaks[:, None]
+    # the nearest higher sample before the peak (-1: none) and after it (n: none)
+    hb = higher & before
+    left = np.where(hb.any(axis=1), n - 1 - np.argmax(hb[:, ::-1], axis=1), -1)
+    ha = higher & ~before
+    right = np.where(ha.any(axis=1), np.argmax(ha, axis=1), n)
+    inside = (idx[None, :] > left[:, None]) & (idx[None, :] < right[:, None])
+    lows = np.where(inside & before, x[None, :], np.inf).min(axis=1)
+    lows_r = np.where(inside & (idx[None, :] > peaks[:, None]), x[None, :], np.inf).min(axis=1)
+    left_min = np.minimum(lows, v)
+    right_min = np.minimum(lows_r, v)
+    return np.asarray(v - np.maximum(left_min, right_min), dtype=np.float64)
 
 
 def find_peaks(
@@ -89,7 +119,12 @@ def find_peaks(
         peaks = peaks[keep]
         props = {k: v[keep] for k, v in props.items()}
     if prominence is not None:
-        prom = prominences(x, peaks)
+        compiled = kernel("prominences") if len(peaks) else None
+        if compiled is not None:
+            # local maxima only, so no prominence is 0 (the kernel warns about those)
+            prom = compiled(np.ascontiguousarray(x), peaks.astype(np.intp), np.intp(-1))[0]
+        else:
+            prom = prominences_reference(x, peaks)
         keep = prom >= prominence
         peaks = peaks[keep]
         props = {k: v[keep] for k, v in props.items()}
@@ -103,3 +138,10 @@ def parabolic_peak_offset(y_prev: np.ndarray, y0: np.ndarray, y_next: np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         off = np.where(np.abs(den) > 1e-12, 0.5 * (y_prev - y_next) / den, 0.0)
     return np.clip(off, -0.5, 0.5)
+
+
+def parabolic_offset(y_prev: float, y0: float, y_next: float) -> float:
+    """``parabolic_peak_offset`` of one peak, in plain floats (the same arithmetic)."""
+    den = y_prev - 2.0 * y0 + y_next
+    off = 0.5 * (y_prev - y_next) / den if abs(den) > 1e-12 else 0.0
+    return min(max(off, -0.5), 0.5)

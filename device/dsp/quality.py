@@ -20,6 +20,8 @@ from collections import deque
 
 import numpy as np
 
+from device.dsp.stats import median, percentiles
+
 #: An estimator window whose 5-95 % spread is below this fraction of the channel's recent
 #: spread is a flat line (probe off, lead off): no estimate.
 FLAT_RELATIVE = 0.02
@@ -38,7 +40,7 @@ def robust_range(x: np.ndarray) -> float:
     """Spread of a window that ignores a few outliers (5th to 95th percentile)."""
     if len(x) == 0:
         return 0.0
-    lo, hi = np.percentile(x, [5, 95])
+    lo, hi = percentiles(x, (5, 95))
     return float(hi - lo)
 
 
@@ -64,9 +66,10 @@ class SensorOff:
         self._ptp: deque[float] = deque(maxlen=history)  # peak-to-peak of recent good windows
 
     def __call__(self, w: np.ndarray) -> str:
-        ptp = float(np.ptp(w))
-        typical = float(np.median(self._ptp)) if self._ptp else 0.0
-        at_rail = int(max(np.sum(w == w.max()), np.sum(w == w.min())))
+        top, bottom = w.max(), w.min()
+        ptp = float(top - bottom)  # np.ptp
+        typical = median(self._ptp) if self._ptp else 0.0
+        at_rail = max(int(np.count_nonzero(w == top)), int(np.count_nonzero(w == bottom)))
         if ptp == 0.0 or (typical > 0 and ptp < FLAT_SHARE * typical):
             return "flat"
         if at_rail >= SATURATED_SHARE * len(w):

@@ -62,6 +62,21 @@ class Resampler:
         self._prev = buf[-1:]
         return y
 
+    def skip_zeros(self, n: int) -> None:
+        """The same as ``self(np.zeros(n))`` with the output discarded, for a stream whose every
+        input so far was 0 (a gap mask before the first gap): that output is all zeros, so only
+        the positions advance. Only valid while the whole history is zeros (the caller knows;
+        it is not checked here)."""
+        if n <= 0 or self.identity:
+            return
+        if self._aa is not None:
+            self._aa.hold_zero()
+        self._n_in += n
+        p, q = self.ratio.numerator, self.ratio.denominator
+        k_max = ((self._n_in - 1) * q - 1) // p if self._n_in >= 2 else -1
+        self._k = max(self._k, k_max + 1)
+        self._prev = np.zeros(1)
+
 
 class Decimator:
     """Keeps the samples of a stream whose absolute index is a multiple of ``factor``,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from device.dsp.filters import CausalFilter
-from device.dsp.peaks import find_peaks, parabolic_peak_offset
+from device.dsp.peaks import find_peaks, parabolic_offset
 from device.dsp.quality import robust_range
+from device.dsp.stats import mean, median, median_columns, std
 from device.estimators.base import Estimate, Windowed
 from device.roles import CARDIAC_FS_HZ, Quantity, Role
 
@@ -33,6 +34,15 @@ def _moving_mean(x: np.ndarray, w: int, centred: bool = False) -> np.ndarray:
         h = w // 2
         out = np.concatenate((out[h:], np.full(h, out[-1])))
     return out
+
+
+def _slope(y: np.ndarray) -> np.ndarray:
+    """``np.diff(y, prepend=y[0])``: the first difference, 0 for the first sample."""
+    d = np.empty_like(y)
+    if len(y):
+        d[0] = y[0] - y[0]
+        np.subtract(y[1:], y[:-1], out=d[1:])
+    return d
 
 
 #: Beats closer than 250 ms are one beat (a 240 bpm ceiling, above infants' ~200-220 bpm).
@@ -154,7 +164,7 @@ class BeatIntervalHR(Windowed):
     def _candidates(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate beats in a window: (positions, sizes, detection feature)."""
         if self.role == "ecg":
-            d = np.diff(y, prepend=y[0])
+            d = _slope(y)
             f = _moving_mean(d * d, self._mwi)
             f[: self._mwi] = 0.0  # the integrator has not filled yet
             peaks, _ = find_peaks(f, distance=self._refractory)
@@ -163,7 +173,7 @@ class BeatIntervalHR(Windowed):
         # a weak premature beat's too, starts with a steep rise, while the dicrotic wave and
         # slow baseline swings rise gently; a peak of the pulse itself is easily outgrown by
         # the large pulses around it when pulse heights vary (atrial fibrillation, ectopy).
-        d = np.diff(y, prepend=y[0]) * self.fs_hz
+        d = _slope(y) * self.fs_hz
         peaks, props = find_peaks(
             d, distance=self._refractory, prominence=_PPG_PROMINENCE * robust_range(d)
         )
@@ -181,7 +191,7 @@ class BeatIntervalHR(Windowed):
         # The typical beat size: median of the k largest candidates, k = the beats the window
         # holds even at 40 bpm, so one huge artefact cannot set the level.
         k = max(2, int(self.detect_s * 40.0 / 60.0))
-        level = float(np.median(np.sort(size)[-k:]))
+        level = median(np.sort(size)[-k:])
         if level <= 0.0:
             return
         keep = (size >= _THRESHOLD[self.role] * level) & (peaks >= 1) & (peaks < n - 1)
@@ -190,9 +200,11 @@ class BeatIntervalHR(Windowed):
         else:
             peaks, size = peaks[keep], size[keep]
         confirm = n - int(_CONFIRM_S * self.fs_hz)
+        template: tuple[np.ndarray, float] | None = None
+        have_template = False
         last = self._idx[-1] if self._idx else -(10**12)
-        for p, h in zip(peaks, size, strict=True):
-            ab = a0 + int(p)
+        for p, h in zip(peaks.tolist(), size.tolist(), strict=True):
+            ab = a0 + p
             if p >= confirm or ab <= last + self._refractory - 1 or gap[p]:
                 continue
             if (
@@ -202,7 +214,7 @@ class BeatIntervalHR(Windowed):
                 and h < _T_WAVE_RATIO * self._h[-1]
             ):
                 continue  # a T wave (or P wave) just after a beat, not a beat
-            off = float(parabolic_peak_offset(f[p - 1 : p], f[p : p + 1], f[p + 1 : p + 2])[0])
+            off = parabolic_offset(float(f[p - 1]), float(f[p]), float(f[p + 1]))
             pl = last - a0  # previous beat's position in this window (may be before it)
             valid = (
                 bool(self._idx)
@@ -213,7 +225,9 @@ class BeatIntervalHR(Windowed):
             self._t.append((ab + off) / self.fs_hz)
             self._idx.append(ab)
             self._h.append(float(h))
-            self._corr.append(self._template_corr(f, peaks, int(p)))
+            if not have_template:  # the same for every beat of this window: made once
+                template, have_template = self._template(f, peaks), True
+            self._corr.append(self._template_corr(f, template, p))
             self._valid.append(valid)
             last = ab
         if len(self._t) > _KEEP_BEATS:
@@ -238,8 +252,8 @@ class BeatIntervalHR(Windowed):
         ibi = ibi[ok[-len(ibi) :]] if len(ibi) else ibi
         if len(ibi) < 4:
             return peaks, size
-        typical = float(np.median(ibi))
-        floor = max(_SEARCHBACK * level, _NOISE_MULTIPLE * float(np.median(cand_size)))
+        typical = median(ibi)
+        floor = max(_SEARCHBACK * level, _NOISE_MULTIPLE * median(cand_size))
         bounds = set(int(p) for p in peaks)
         if self._idx and self._idx[-1] - a0 >= 0:
             bounds.add(self._idx[-1] - a0)
@@ -265,18 +279,30 @@ class BeatIntervalHR(Windowed):
         allp = np.array(sorted(set(peaks.tolist()) | added), dtype=np.int64)
         return allp, np.array([sizes[int(p)] for p in allp])
 
-    def _template_corr(self, y: np.ndarray, peaks: np.ndarray, p: int) -> float:
-        """Correlation of the beat at ``p`` with the median of the window's beats."""
+    def _template(self, y: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The window's median beat (its mean-removed segments around ``peaks``, sample by
+        sample) and its norm; None when fewer than 3 beats lie wholly in the window."""
         before, after = _SEGMENT_S[self.role]
         b, a = int(before * self.fs_hz), int(after * self.fs_hz)
         ok = peaks[(peaks >= b) & (peaks + a <= len(y))]
-        if p < b or p + a > len(y) or len(ok) < 3:
-            return 0.0
+        if len(ok) < 3:
+            return None
         seg = y[ok[:, None] + np.arange(-b, a)[None, :]]
         seg = seg - seg.mean(axis=1, keepdims=True)
-        tmpl = np.median(seg, axis=0)
+        tmpl = median_columns(seg)
+        return tmpl, float(np.linalg.norm(tmpl))
+
+    def _template_corr(
+        self, y: np.ndarray, template: tuple[np.ndarray, float] | None, p: int
+    ) -> float:
+        """Correlation of the beat at ``p`` with the median of the window's beats."""
+        before, after = _SEGMENT_S[self.role]
+        b, a = int(before * self.fs_hz), int(after * self.fs_hz)
+        if p < b or p + a > len(y) or template is None:
+            return 0.0
+        tmpl, tmpl_norm = template
         x = y[p - b : p + a] - y[p - b : p + a].mean()
-        den = float(np.linalg.norm(x) * np.linalg.norm(tmpl))
+        den = float(np.linalg.norm(x)) * tmpl_norm
         return max(0.0, float(x @ tmpl) / den) if den > 0 else 0.0
 
     # -- rate ----------------------------------------------------------------------------------
@@ -309,14 +335,14 @@ class BeatIntervalHR(Windowed):
         if len(self._t) < 3:
             return none, None
         t = np.asarray(self._t)
-        ibi = np.diff(t)
+        ibi = t[1:] - t[:-1]
         valid = np.asarray(self._valid[1:])
         # No beat for much longer than the recent intervals: the signal was lost (or the heart
         # stopped); the last rate is no longer the heart rate.
         recent_ibi = ibi[valid][-self.avg_beats :]
         if (
             len(recent_ibi) == 0
-            or t_s - t[-1] > max(_STALE_S, 2.5 * float(np.median(recent_ibi))) + _CONFIRM_S
+            or t_s - t[-1] > max(_STALE_S, 2.5 * median(recent_ibi)) + _CONFIRM_S
         ):
             return none, None
         # intervals ending in the averaging window, none from before a change of rhythm
@@ -352,24 +378,29 @@ def sustained_change_bpm(ibi: np.ndarray) -> float | None:
     k = _STEP_BEATS
     if len(ibi) < k + 2:
         return None
-    new, old = ibi[-k:], float(np.mean(ibi[:-k]))
-    dev = new / old - 1.0
-    steady = float(np.std(new)) < _STEP_CV * float(np.mean(new))
-    if steady and (bool(np.all(dev > _STEP_CHANGE)) or bool(np.all(dev < -_STEP_CHANGE))):
-        return 60.0 / float(np.mean(new))
+    # plain floats: a handful of values, where numpy's per-call overhead is the whole cost
+    # (``stats.mean``/``std`` add them up in numpy's order)
+    values = np.asarray(ibi, dtype=np.float64).tolist()
+    new, old = values[-k:], mean(values[:-k])
+    dev = [v / old - 1.0 for v in new]
+    steady = std(new) < _STEP_CV * mean(new)
+    if steady and (all(d > _STEP_CHANGE for d in dev) or all(d < -_STEP_CHANGE for d in dev)):
+        return 60.0 / mean(new)
     return None
 
 
-def _hidden_beats(ratio: np.ndarray, i: int) -> tuple[int, int] | None:
+def _hidden_beats(ratio: list[float], i: int) -> tuple[int, int] | None:
     """(n, k) when the n = 2 or 3 intervals from ``i`` (in typical intervals, ``ratio``) are
     all off the rhythm (outside 0.8-1.2) and together span k > n whole typical intervals
     (within 0.12 of one), else None. Runs that make fewer beats than intervals (a couplet
     of premature beats and the like) are real rhythm and are not touched."""
     for n in (2, 3):
         seg = ratio[i : i + n]
-        if len(seg) < n or bool(np.any((seg >= 0.8) & (seg <= 1.2))):
+        if len(seg) < n or any(0.8 <= r <= 1.2 for r in seg):
             return None
-        total = float(seg.sum())
+        total = 0.0  # numpy's order for a few values
+        for r in seg:
+            total += r
         k = round(total)
         if k > n and abs(total - k) <= 0.12:
             return n, int(k)
@@ -397,28 +428,33 @@ def corrected_beats(context: np.ndarray, ibi: np.ndarray) -> tuple[int, float, f
     beats, and the monitor counts them too.
     Returns (beats, seconds, share of the intervals used as they were).
     """
-    med = float(np.median(context))
-    ratio = ibi / med
+    med = median(context)
+    ratios = np.asarray(ibi, dtype=np.float64) / med
     # Regular rhythm: the intervals near the median vary by under 15 % (sinus rhythm varies
     # a few %, atrial fibrillation 20-30 %).
-    near = ratio[(ratio > 0.7) & (ratio < 1.4)]
+    near = ratios[(ratios > 0.7) & (ratios < 1.4)]
     regular = len(near) >= 3 and float(np.std(near)) < 0.15
+    # the walk below in plain floats (the same arithmetic, without numpy's per-item cost)
+    ratio, ivals = ratios.tolist(), np.asarray(ibi, dtype=np.float64).tolist()
     beats, span, clean = 0, 0.0, 0
     i = 0
-    while i < len(ibi):
+    while i < len(ivals):
         r = ratio[i]
-        if regular and r < 0.7 and i + 1 < len(ibi) and abs(r + ratio[i + 1] - 1.0) <= 0.12:
-            beats, span, i = beats + 1, span + float(ibi[i] + ibi[i + 1]), i + 2
+        if regular and r < 0.7 and i + 1 < len(ivals) and abs(r + ratio[i + 1] - 1.0) <= 0.12:
+            beats, span, i = beats + 1, span + (ivals[i] + ivals[i + 1]), i + 2
             continue
         run = _hidden_beats(ratio, i) if regular and r > 1.2 else None
         if run is not None:
             n, k = run
-            beats, span, i = beats + k, span + float(ibi[i : i + n].sum()), i + n
+            total = 0.0  # numpy's order for a few values
+            for v in ivals[i : i + n]:
+                total += v
+            beats, span, i = beats + k, span + total, i + n
             continue
         k = round(r)
         if regular and k >= 2 and abs(r - k) <= 0.15 * k:
-            beats, span = beats + int(k), span + float(ibi[i])
+            beats, span = beats + int(k), span + ivals[i]
         elif 0.4 <= r <= 2.0:
-            beats, span, clean = beats + 1, span + float(ibi[i]), clean + 1
+            beats, span, clean = beats + 1, span + ivals[i], clean + 1
         i += 1
-    return beats, span, clean / len(ibi)
+    return beats, span, clean / len(ivals)

@@ -12,6 +12,7 @@ import numpy as np
 from device.dsp.filters import CausalFilter
 from device.dsp.peaks import find_peaks, parabolic_peak_offset
 from device.dsp.quality import robust_range
+from device.dsp.stats import median
 from device.estimators.base import Estimate, Windowed
 from device.roles import RESP_FS_HZ, Quantity, Role
 
@@ -81,7 +82,7 @@ class BreathIntervalRR(Windowed):
             y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=hi * depth
         )
         if len(whole) >= 3:
-            period_s = float(np.median(np.diff(whole))) / self.fs_hz
+            period_s = median(np.diff(whole)) / self.fs_hz
             min_gap_s = max(min_gap_s, _MIN_BREATH_FRACTION * period_s)
         peaks, props = find_peaks(
             y, distance=max(1, int(self.fs_hz * min_gap_s)), prominence=lo * depth
@@ -103,7 +104,7 @@ class BreathIntervalRR(Windowed):
         if gap_share > 0.2 or len(sure) < 3:
             return Estimate(None, 0.0, self.name, self.role, self.quantity)
         ibi = np.diff(sure)
-        med = float(np.median(ibi))
+        med = median(ibi)
         quality = float(np.mean(np.abs(ibi - med) <= 0.5 * med))
         inside = (times > sure[0]) & (times < sure[-1])
         intervals = 1.0 + float(weight[inside].sum())

@@ -598,6 +598,8 @@ class MqttSink:
             )
         if limited:
             self.rejected["rate_limited"] = limited
+        if self.publisher.commands.empty():  # the usual case: no command since last time
+            return []
         out: list[Command] = []
         while True:
             try:

@@ -11,6 +11,7 @@ holds back instead of letting frames be dropped, so a replay delivers every samp
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -22,9 +23,13 @@ from device.errors import UserError
 from device.recording import Recording
 from device.sources.base import Frame, FrameQueue, ThreadedSource
 
-#: signal time per frame at real-time speed: 0.1 s keeps latency well under the 1 s vitals
-#: period while keeping per-frame overhead small
-FRAME_S = 0.1
+#: signal time per frame at real-time speed. Frame ends fall on whole multiples of it (at
+#: 125 Hz: 31 or 32 samples), so a frame ends exactly where a second of signal ends and the
+#: sample that completes a second is released on time: the vitals of that second are not
+#: delayed by the framing, whatever its length. Four frames a second rather than ten: each
+#: frame wakes two threads, and a wake-up costs 60-100 us of CPU on a virtual machine
+#: (measured here; bench/daemon_replay.py), a third of the daemon's whole cost at 0.1 s.
+FRAME_S = 0.25
 #: shortest wall-clock interval between frames; below ~5 ms sleeps are dominated by scheduler
 #: jitter, so faster replays deliver longer frames instead
 MIN_FRAME_WALL_S = 0.005
@@ -58,8 +63,8 @@ class ReplaySource(ThreadedSource):
         self.name = f"replay:{rec.path}"
         self.roles: dict[str, float] = dict.fromkeys(rec.roles, rec.fs_hz)
         self._signals = rec.role_signals()
-        frame_s = min(MAX_FRAME_S, max(FRAME_S, MIN_FRAME_WALL_S * self.speed))
-        self._chunk = max(1, int(round(frame_s * rec.fs_hz)))
+        #: samples per frame (fractional: frame ends are rounded down from multiples of it)
+        self._span = min(MAX_FRAME_S, max(FRAME_S, MIN_FRAME_WALL_S * self.speed)) * rec.fs_hz
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._frames = 0
@@ -106,6 +111,7 @@ class ReplaySource(ThreadedSource):
         t0 = time.monotonic()
         pos = 0  # position in the recording
         delivered = 0  # samples per role since start, across loops: the signal clock
+        frame_no = 0  # frames since start, across loops
         while not stop.is_set():
             self._beat()
             if pos >= n:
@@ -121,7 +127,11 @@ class ReplaySource(ThreadedSource):
                 with self._lock:
                     self._waits += 1
                 stop.wait(MIN_FRAME_WALL_S)
-            b = min(n, pos + self._chunk)
+            frame_no += 1
+            # the frame ends at the next multiple of the span (exact for spans that divide a
+            # second), never empty; a loop's last frame stops at the recording's end
+            end = int(math.floor(frame_no * self._span + 1e-9))
+            b = min(n, pos + max(1, end - delivered))
             # a frame is released once the wall clock has reached the signal time of its end
             due = t0 + (delivered + (b - pos)) / fs / self.speed
             delay = due - time.monotonic()

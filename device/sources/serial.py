@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 LOST_STEP_S = 0.5
 #: How long one read waits for bytes: the latency of a frame (125 Hz -> ~12 samples a frame).
 READ_INTERVAL_S = 0.1
+#: The most one read asks for (about a second of HealthyPi packets).
+MAX_READ = 4096
 
 
 def parse_serial_arg(text: str) -> tuple[str, int | None]:
@@ -116,6 +119,27 @@ class SerialSource(ThreadedSource):
             # OSError; pyserial has closed it. A failed open, retried, not a dead thread.
             raise serial.SerialException(f"port vanished while opening: {e}") from e
 
+    def _read_size(self) -> int:
+        """Bytes the next read asks for: about as many as reach the sample that completes the
+        current second of signal, so that the read returns as soon as that sample is in (the
+        core completes a second, and publishes its vitals, only once its last sample has
+        arrived) instead of up to READ_INTERVAL_S later. Far from the end of a second this is
+        more than arrives within READ_INTERVAL_S, and reads return every READ_INTERVAL_S as
+        before. Estimated from the bytes per sample so far (MAX_READ until there are some),
+        less what the parser holds of a frame begun: asking for a little too much waits for a
+        packet more, too little reads again at once."""
+        c = self.parser.counters
+        pending = int(getattr(self.parser, "pending", 0))  # (a plug-in format may not say)
+        if c.good_frames <= 0 or c.bytes <= pending:
+            return MAX_READ
+        fs = self.cfg.fs_hz
+        done = self.samples + self.lost_samples  # the core's clock, in samples
+        end = math.ceil((math.floor(done / fs) + 1) * fs - 1e-9)  # where the second ends
+        if end <= done:
+            end = math.ceil((math.floor(done / fs) + 2) * fs - 1e-9)
+        per_sample = (c.bytes - pending) / c.good_frames
+        return max(1, min(MAX_READ, math.ceil((end - done) * per_sample - pending)))
+
     def _lost(self, out: FrameQueue, since: float, now: float) -> float:
         """Report the samples between ``since`` and ``now`` as lost, in steps of <= 0.5 s;
         returns the wall time accounted up to."""
@@ -190,7 +214,7 @@ class SerialSource(ThreadedSource):
                     stop.wait(min(0.25, max(0.0, next_try - time.monotonic())) or 0.01)
                     continue
                 try:
-                    data = port.read(4096)
+                    data = port.read(self._read_size())
                 except (serial.SerialException, OSError) as e:
                     self.last_error = str(e)
                     self.outages += 1

@@ -244,6 +244,11 @@ class OpenViewParser:
         self._held: dict[str, float] = {}
         self._in_garbage = False  # inside a run of skipped bytes (one resync per run)
 
+    @property
+    def pending(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buf)
+
     def reset(self) -> None:
         """Forget a partial packet and the held values (after the port was reopened: a value
         from before the outage must not fill a slot after it); counters are kept."""

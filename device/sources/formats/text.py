@@ -51,6 +51,11 @@ class TextLineParser:
         self._in_garbage = False
         self._overlong = False  # discarding the rest of a line that was too long
 
+    @property
+    def pending(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buf)
+
     def reset(self) -> None:
         self._buf.clear()
         self._in_garbage = False
