@@ -1,6 +1,6 @@
 """One command that measures everything, side by side, on this machine.
 
-    python bench/run_all.py [--quick] [--parts accuracy,cost,alarms,fleet] [--budget-s 900]
+    python bench/run_all.py [--quick] [--parts accuracy,cost,alarms,fleet] [--budget-s 1320]
 
 Writes ``bench/results/<date>-<host>.json`` and ``.md``: a description of the machine (CPU
 model, cores, RAM, Python, load average at the start and the end: the figures of a shared
@@ -15,7 +15,8 @@ Parts (every script can be run alone; the commands are in the results):
   same references, with each one's speed;
 - cost: ``bench/speed.py`` (``bedside process`` x real time, peak RSS),
   ``bench/serial_daemon.py`` (the daemon's CPU and RSS on a live 125 Hz serial stream), and
-  the daemon cost and latency benches of issue 15 when present (``COST_BENCHES``);
+  ``bench/daemon_replay.py`` (the daemon per bed in real-time replay: CPU, RSS, and latency
+  from the end of a signal second to its vitals at a subscriber, on replay and on serial);
 - alarms: ``bench/alarms.py``: false alarms per hour, times to alarm;
 - fleet: ``bench/fleet.py`` at N = 1, 50 and 200 beds in one process per 50 beds, and N = 50
   as daemon processes.
@@ -74,12 +75,17 @@ class Part:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-#: The daemon cost and latency benches of issue 15 (item 1: the daemon per bed in real-time
+#: The daemon cost and latency bench of issue 15 (item 1: the daemon per bed in real-time
 #: replay, CPU and RSS; latency from the end of a signal second to its vitals at a
-#: subscriber). Run when present; the note says why not otherwise.
+#: subscriber), shortened from its defaults to fit the whole run's budget.
 COST_BENCHES: list[tuple[str, str, list[str], float]] = [
-    ("daemon_cost", "bench/daemon_cost.py", ["--out", "{out}"], 180.0),
-    ("latency", "bench/latency.py", ["--out", "{out}"], 180.0),
+    (
+        "daemon_replay",
+        "bench/daemon_replay.py",
+        ["--seconds", "60", "--warmup", "15", "--latency-seconds", "90"]
+        + ["--serial-seconds", "60", "--out", "{out}"],
+        420.0,
+    ),
 ]
 
 
@@ -424,7 +430,7 @@ def main() -> int:
     )
     ap.add_argument("--quick", action="store_true", help="small runs: checks the harness")
     ap.add_argument("--parts", default="", help="groups to run: accuracy,cost,alarms,fleet")
-    ap.add_argument("--budget-s", type=float, default=900.0, help="the whole run (15 min)")
+    ap.add_argument("--budget-s", type=float, default=1320.0, help="the whole run (22 min)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--name", default="", help="file stem (default <date>-<host>)")
     ap.add_argument(

@@ -86,8 +86,8 @@ _PACKAGE_FIX = {
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; only ``command``'s module is imported (all when None), so
-    ``bedside run`` loads nothing of the workshop, the lab or the station."""
+    """The whole command line; only ``command``'s module is imported (all when None, none
+    when ""), so ``bedside run`` loads nothing of the workshop, the lab or the station."""
     parser = argparse.ArgumentParser(
         prog="bedside",
         description="bedside-edge: heart-rate and respiratory-rate monitoring on an edge device, "
@@ -132,7 +132,8 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser(_command_in(words))
+        # no command named (``bedside --help``): list them all, import none
+        parser = build_parser(_command_in(words) or "")
     except UserError as e:
         print(f"bedside: error: {e.message}", file=sys.stderr)
         return e.exit_code

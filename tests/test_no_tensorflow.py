@@ -80,3 +80,35 @@ def test_the_appliance_imports_no_lab_workshop_or_station_code() -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["sources"] and out["others"] == [], out["others"]
+
+
+WITHOUT_EXTRAS = r"""
+import contextlib, io, json, sys
+for pkg in ("lab", "convert", "station"):
+    sys.modules[pkg] = None  # as on an appliance that was given only device/
+from device.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main(["--help"])
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    rc = main(["demo"])
+print(json.dumps({"help": out.getvalue(), "demo_rc": rc, "demo_err": err.getvalue()}))
+"""
+
+
+def test_help_lists_every_command_when_lab_workshop_and_station_are_absent() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for command in ("run", "process", "demo", "station", "train", "install"):
+        assert f"    {command} " in out["help"], out["help"]
+    assert out["demo_rc"] == 2
+    assert "'bedside demo' is not installed here" in out["demo_err"]
+    assert "fix: install bedside-edge from its source tree" in out["demo_err"]
