@@ -1,6 +1,6 @@
 """One command that measures everything, side by side, on this machine.
 
-    python bench/run_all.py [--quick] [--parts accuracy,cost,alarms,fleet] [--budget-s 1320]
+    python bench/run_all.py [--quick] [--parts accuracy,cost,alarms,fleet] [--budget-s 900]
 
 Writes ``bench/results/<date>-<host>.json`` and ``.md``: a description of the machine (CPU
 model, cores, RAM, Python, load average at the start and the end: the figures of a shared
@@ -70,23 +70,11 @@ class Part:
     script: str
     args: list[str]
     budget_s: float
-    #: absent script: skipped with this note instead of failing (benches other work adds)
-    optional_note: str = ""
     result: dict[str, Any] = field(default_factory=dict)
 
 
-#: The daemon cost and latency bench of issue 15 (item 1: the daemon per bed in real-time
-#: replay, CPU and RSS; latency from the end of a signal second to its vitals at a
-#: subscriber), shortened from its defaults to fit the whole run's budget.
-COST_BENCHES: list[tuple[str, str, list[str], float]] = [
-    (
-        "daemon_replay",
-        "bench/daemon_replay.py",
-        ["--seconds", "60", "--warmup", "15", "--latency-seconds", "90"]
-        + ["--serial-seconds", "60", "--out", "{out}"],
-        420.0,
-    ),
-]
+#: The cost parts of the report, in order.
+COST_PARTS = ("speed", "serial_daemon", "daemon_replay")
 
 
 def plan(quick: bool, data: Path | None) -> list[Part]:
@@ -118,17 +106,20 @@ def plan(quick: bool, data: Path | None) -> list[Part]:
             90.0,
         ),
     ]
-    for name, script, args, budget in COST_BENCHES:
-        parts.append(
-            Part(
-                name,
-                "cost",
-                script,
-                args,
-                budget,
-                optional_note=f"{script} is not in this checkout (issue 15 item 1 adds it)",
-            )
+    # the daemon per bed in real-time replay (CPU, RSS) and latency from the end of a signal
+    # second to its vitals at a subscriber, on replay and on serial; shortened from its
+    # defaults to fit the whole run's budget
+    windows = ("10", "5", "15", "10") if quick else ("60", "15", "60", "45")
+    parts.append(
+        Part(
+            "daemon_replay",
+            "cost",
+            "bench/daemon_replay.py",
+            ["--seconds", windows[0], "--warmup", windows[1], "--latency-seconds", windows[2]]
+            + ["--serial-seconds", windows[3], "--out", "{out}"],
+            120.0 if quick else 300.0,
         )
+    )
     alarms_args = [*(["--data", str(bidmc)] if bidmc else []), "--out", "{out}"]
     if quick:
         alarms_args.append("--skip-false")
@@ -191,8 +182,6 @@ def run_part(part: Part, workdir: Path, budget_s: float) -> dict[str, Any]:
     """Run ``part`` within ``budget_s``; what happened, with its JSON output when it wrote one."""
     script = ROOT / part.script
     if not script.exists():
-        if part.optional_note:
-            return {"status": "skipped", "note": part.optional_note, "seconds": 0.0}
         return {"status": "failed", "note": f"{part.script} does not exist", "seconds": 0.0}
     out = workdir / f"{part.name}.json"
     args = [a.replace("{out}", str(out)) for a in part.args]
@@ -373,7 +362,7 @@ def render_md(report: dict[str, Any]) -> str:
     acc = ok("peers")
     lines += md_accuracy(acc) if acc else ["Not available: see the parts table."]
     lines += ["", "## Cost", ""]
-    for name in ("speed", "serial_daemon", *(c[0] for c in COST_BENCHES)):
+    for name in COST_PARTS:
         r = ok(name)
         if r is None:
             continue
@@ -430,7 +419,7 @@ def main() -> int:
     )
     ap.add_argument("--quick", action="store_true", help="small runs: checks the harness")
     ap.add_argument("--parts", default="", help="groups to run: accuracy,cost,alarms,fleet")
-    ap.add_argument("--budget-s", type=float, default=1320.0, help="the whole run (22 min)")
+    ap.add_argument("--budget-s", type=float, default=900.0, help="the whole run (15 min)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--name", default="", help="file stem (default <date>-<host>)")
     ap.add_argument(
@@ -461,10 +450,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bedside-runall-") as tmp:
         for i, part in enumerate(parts):
             left = a.budget_s - (time.monotonic() - t_start)
-            # what the parts after this one need at the least (a minute each, skips aside)
-            reserve = sum(
-                30.0 for p in parts[i + 1 :] if (ROOT / p.script).exists() or not p.optional_note
-            )
+            # what the parts after this one need at the least (half a minute each)
+            reserve = 30.0 * (len(parts) - i - 1)
             budget = min(part.budget_s, left - reserve)
             if budget < 20.0:
                 res = {"status": "skipped", "note": "the run's time budget was spent", "seconds": 0}
