@@ -177,10 +177,26 @@ def test_daemon_over_tls_publishes_and_only_the_station_may_acknowledge(
         assert any(t.endswith("/vitals") for t, _ in station.messages)  # it publishes
         first, second = sorted({a["id"] for a in _alarms(station.messages)})[:2]
 
-        # the viewer may not write on cmd/: the broker drops its acknowledgement
-        viewer.publish(f"bedside/{BED}/cmd/ack", f'{{"id": "{first}"}}')
-        # the station may: its acknowledgement of the other alarm is applied
-        station.publish(f"bedside/{BED}/cmd/ack", f'{{"id": "{second}"}}')
+        # the viewer may not write on cmd/: the broker drops its acknowledgement, so the bed
+        # never confirms and `bedside ack` says so (exit 1)
+        def bedside_ack(user: str, alarm_id: str, timeout_s: float) -> Any:
+            secret = tmp_path / f"{user}-password"
+            secret.write_text(PASSWORDS[user] + "\n")
+            return subprocess.run(
+                [sys.executable, "-m", "device", "ack", BED, alarm_id, "--broker", broker.url,
+                 "--ca-file", str(pki.ca), "--username", user, "--password-file", str(secret),
+                 "--timeout", str(timeout_s)],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        denied = bedside_ack("viewer", first, 5.0)
+        assert denied.returncode == 1, denied.stdout + denied.stderr
+        assert "not confirmed" in denied.stdout
+        # the station may: `bedside ack` as the station user, over TLS, with its password in
+        # a file, acknowledges the other alarm and sees the bed confirm it
+        ack = bedside_ack("station", second, 30.0)
+        assert ack.returncode == 0, ack.stdout + ack.stderr
+        assert f"{second}: acknowledged by bed {BED}" in ack.stdout
         assert station.wait_for(
             lambda ms: any(a["id"] == second and a["state"] == "acknowledged" for a in _alarms(ms)),
             30,

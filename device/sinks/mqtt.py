@@ -122,6 +122,16 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     return ctx
 
 
+def authenticate(client: Any, cfg: MqttConfig) -> None:
+    """Give a paho client ``cfg``'s credentials (user name, password from its file or the
+    systemd credential) and, for ``mqtts://``, the TLS context. Used by the daemon and by the
+    station's clients (``bedside watch``, ``bedside ack``), so both connect the same way."""
+    if cfg.username:
+        client.username_pw_set(cfg.username, _read_password(cfg.password_file))
+    if uses_tls(cfg.broker):
+        client.tls_set_context(tls_context(cfg))
+
+
 def _why(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
@@ -202,10 +212,7 @@ class Publisher:
         }
         client_id = cfg.client_id or f"bedside-{bed}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, _read_password(cfg.password_file))
-        if self.tls:
-            self.client.tls_set_context(tls_context(cfg))
+        authenticate(self.client, cfg)
         self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # the store bounds what is handed over (the window); paho must never refuse one
         self.client.max_queued_messages_set(0)

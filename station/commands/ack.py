@@ -10,6 +10,8 @@ the alarm messages and the bed's retained status.
 Examples:
   bedside ack icu-3 icu-3-sensor_off-ppg-23
   bedside ack icu-3 icu-3-hr_high-120 --broker mqtt://broker.ward:1883
+  bedside ack icu-3 icu-3-hr_high-120 --broker mqtts://broker.ward:8883 \\
+      --ca-file ward-ca.crt --username station --password-file ~/.config/bedside/station-password
 """
 
 from __future__ import annotations
@@ -21,17 +23,13 @@ import time
 from typing import Any
 
 from device.errors import UserError
+from station.commands.broker import add_broker_arguments, client_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bed", help="bed id")
     p.add_argument("alarm_id", metavar="ALARM_ID", help="the alarm's id (from its messages)")
-    p.add_argument(
-        "--broker",
-        default="mqtt://127.0.0.1:1883",
-        metavar="URL",
-        help="mqtt://HOST:PORT (default mqtt://127.0.0.1:1883)",
-    )
+    add_broker_arguments(p)
     p.add_argument(
         "--prefix", default="bedside", metavar="P", help="topic prefix (default 'bedside')"
     )
@@ -79,15 +77,9 @@ class _Confirm:
 
 
 def run(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from device.sinks.mqtt import parse_broker_url
-
-    host, port = parse_broker_url(args.broker, key="--broker")
+    client, host, port = client_for(args)
     base = f"{args.prefix.strip('/')}/{args.bed}"
     confirm = _Confirm(args.alarm_id)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
 
     def on_subscribe(c: Any, u: Any, mid: Any, rcs: Any, props: Any) -> None:
         with confirm.cv:

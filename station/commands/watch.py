@@ -11,6 +11,8 @@ Acknowledge from the shell with `bedside ack BED ALARM_ID`.
 Examples:
   bedside watch
   bedside watch --broker mqtt://broker.ward:1883 --bed icu-3
+  bedside watch --broker mqtts://broker.ward:8883 --ca-file ward-ca.crt --username viewer \\
+      --password-file ~/.config/bedside/viewer-password
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from typing import Any
 
 from device.errors import UserError
+from station.commands.broker import add_broker_arguments, client_for
 from station.ward import Bed, Ward, is_technical
 
 STALE_S = 5.0  # a current value older than this is shown as '--'
@@ -28,12 +31,7 @@ STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--broker",
-        default="mqtt://127.0.0.1:1883",
-        metavar="URL",
-        help="mqtt://HOST:PORT (default mqtt://127.0.0.1:1883)",
-    )
+    add_broker_arguments(p)
     p.add_argument("--bed", metavar="ID", help="only this bed (default: every bed)")
     p.add_argument(
         "--prefix", default="bedside", metavar="P", help="topic prefix (default 'bedside')"
@@ -136,15 +134,14 @@ class Subscriber:
     """paho in its own thread: connects in the background and reconnects by itself, and
     resubscribes on every connect. Messages are folded into the ward under a lock."""
 
-    def __init__(self, ward: Ward, host: str, port: int) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+    def __init__(self, ward: Ward, args: argparse.Namespace) -> None:
+        from device.sinks.mqtt import uses_tls
 
         self.ward = ward
         self.lock = threading.Lock()
-        self.where = f"mqtt://{host}:{port}"
+        self.client, host, port = client_for(args)
+        self.where = f"{'mqtts' if uses_tls(args.broker) else 'mqtt'}://{host}:{port}"
         self.link = f"connecting to {self.where}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
@@ -183,11 +180,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             "bedside watch needs the 'rich' package", "pip install 'bedside-edge[station]'"
         ) from None
-    from device.sinks.mqtt import parse_broker_url
-
-    host, port = parse_broker_url(args.broker, key="--broker")
     ward = Ward(args.prefix, args.bed)
-    sub = Subscriber(ward, host, port)
+    sub = Subscriber(ward, args)
     console = Console()
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
