@@ -297,3 +297,70 @@ def test_station_page_puts_historical_vitals_in_the_trend_never_as_current(
     )
     assert browser.find_element(By.CSS_SELECTOR, f"{tile} .hr-value").text == "73"
     assert browser.find_element(By.CSS_SELECTOR, f"{tile} .hr-meta").text == "ppg · quality 0.90"
+
+
+@pytest.mark.e2e
+def test_station_page_signs_in_where_the_broker_refuses_anonymous_clients(
+    tls_broker_factory, station_server, browser, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """On a ward broker set up as docs/security.md describes (passwords and the ACL on every
+    listener, websockets included), the page is refused as anonymous, asks for a user, is
+    refused again on a wrong password, and shows the bed once the station user signs in. The
+    bed is a real daemon over TLS with its password in a file."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.tls_broker import USERS
+
+    broker = tls_broker_factory(websockets=True)
+    secret = tmp_path / "bed1-password"
+    secret.write_text(USERS["bed1"] + "\n")
+    secret.chmod(0o600)
+    excerpt = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
+    log = tmp_path / "bed1.log"
+    with open(log, "wb") as f:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "device", "run", "--bed", "bed1", "--replay", str(excerpt),
+             "--loop", "--broker", broker.url, "--state-dir", str(tmp_path / "state")]
+            + ["--config", str(_mqtt_toml(tmp_path, broker.ca, secret))],
+            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    try:
+        browser.get(station_server(f"ws://127.0.0.1:{broker.ws_port}"))
+        wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.2)
+        form = browser.find_element(By.ID, "signin")
+        wait.until(lambda d: form.is_displayed())
+        assert browser.find_element(By.ID, "conn").get_attribute("data-state") == "offline"
+        assert "needs a user" in browser.find_element(By.ID, "signin-why").text
+
+        def sign_in(user: str, password: str) -> None:
+            name = browser.find_element(By.ID, "signin-user")
+            name.clear()
+            name.send_keys(user)
+            browser.find_element(By.ID, "signin-password").send_keys(password)
+            browser.find_element(By.ID, "signin-submit").click()
+
+        sign_in("station", "not-the-password")
+        wait.until(lambda d: "wrong user or password" in d.find_element(By.ID, "signin-why").text)
+        wait.until(lambda d: form.is_displayed())
+        sign_in("station", USERS["station"])
+        wait.until(
+            lambda d: d.find_element(By.ID, "conn").get_attribute("data-state") == "connected"
+        )
+        assert not form.is_displayed()
+        tile = '.tile[data-bed="bed1"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'{tile}[data-online="true"]'))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"{tile} .hr-value").text.isdigit())
+        _save(browser, tmp_path, "station_signed_in.png")
+    finally:
+        stop(daemon, signal.SIGTERM)
+
+
+def _mqtt_toml(tmp_path: Path, ca: Path, secret: Path) -> Path:
+    cfg = tmp_path / "bed1.toml"
+    cfg.write_text(
+        f'[mqtt]\nca_file = "{ca}"\nusername = "bed1"\npassword_file = "{secret}"\n'
+        "keepalive_s = 5\n"
+    )
+    return cfg

@@ -19,7 +19,7 @@ from station.commands.serve import WEB_DIR, make_server
 
 @pytest.fixture
 def served() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, "ws://broker.ward:9001", "ward2")
+    server = make_server("127.0.0.1", 0, "ws://broker.ward:9001", "ward2", "station")
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
@@ -31,7 +31,11 @@ def served() -> Iterator[str]:
 
 def test_page_config_and_headers(served: str) -> None:
     with urllib.request.urlopen(f"{served}/config.json", timeout=10) as r:
-        assert json.load(r) == {"broker_ws": "ws://broker.ward:9001", "prefix": "ward2"}
+        assert json.load(r) == {
+            "broker_ws": "ws://broker.ward:9001",
+            "prefix": "ward2",
+            "username": "station",
+        }
     with urllib.request.urlopen(f"{served}/", timeout=10) as r:
         page = r.read().decode()
         csp = r.headers["Content-Security-Policy"]

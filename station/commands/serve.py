@@ -4,7 +4,8 @@ The page is static (station/web/: HTML, CSS, JavaScript and the vendored MQTT.js
 the browser connects by itself to the broker's MQTT-over-WebSocket listener and subscribes
 to every bed under the prefix, so one page shows any number of appliances and this server
 keeps no state. It serves the files and /config.json (the broker address and prefix given
-here). A page URL may override both: ?broker=ws://HOST:PORT&prefix=P.
+here). A page URL may override both: ?broker=ws://HOST:PORT&prefix=P. A broker that refuses
+anonymous clients (docs/security.md) makes the page ask for a user and password.
 
 Mosquitto needs a websocket listener besides its MQTT one, e.g. in mosquitto.conf:
   listener 1883
@@ -51,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prefix", default="bedside", metavar="P", help="topic prefix (default 'bedside')"
+    )
+    p.add_argument(
+        "--username",
+        default="",
+        metavar="NAME",
+        help="the user the page offers when the broker asks for one (e.g. station); the "
+        "password is typed in the page and kept in its memory only",
     )
 
 
@@ -104,8 +112,10 @@ class StationHandler(SimpleHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def make_server(host: str, port: int, broker_ws: str | None, prefix: str) -> ThreadingHTTPServer:
-    config = {"broker_ws": broker_ws, "prefix": prefix}
+def make_server(
+    host: str, port: int, broker_ws: str | None, prefix: str, username: str = ""
+) -> ThreadingHTTPServer:
+    config = {"broker_ws": broker_ws, "prefix": prefix, "username": username}
     handler = functools.partial(StationHandler, config_json=json.dumps(config).encode("utf-8"))
     try:
         return ThreadingHTTPServer((host, port), handler)
@@ -122,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     prefix = args.prefix.strip("/")
     if not prefix or any(c in prefix for c in "+#"):
         raise UserError(f"--prefix {args.prefix!r} is not a topic prefix", "e.g. --prefix bedside")
-    server = make_server(args.host, args.port, broker_ws, prefix)
+    server = make_server(args.host, args.port, broker_ws, prefix, args.username)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     print(

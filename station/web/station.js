@@ -35,6 +35,7 @@
     return {
       broker: q.get("broker") || cfg.broker_ws || `ws://${host}:9001`,
       prefix: (q.get("prefix") || cfg.prefix || "bedside").replace(/^\/+|\/+$/g, ""),
+      username: q.get("user") || cfg.username || "",
     };
   }
 
@@ -130,8 +131,29 @@
 
   function num(x) { return typeof x === "number" && Number.isFinite(x) ? x : null; }
 
+  // -- signing in ----------------------------------------------------------------------------
+  // A ward broker that refuses anonymous clients (docs/security.md) answers the first
+  // connection "not authorized": the page then asks for a user and password and connects
+  // again with them. They are kept in this page's memory only, never stored or sent elsewhere.
+  function askToSignIn(cfg, why) {
+    const form = document.getElementById("signin");
+    const user = document.getElementById("signin-user");
+    document.getElementById("signin-why").textContent = why;
+    if (!user.value) user.value = cfg.username;
+    form.hidden = false;
+    (user.value ? document.getElementById("signin-password") : user).focus();
+    form.onsubmit = (ev) => {
+      ev.preventDefault();
+      const password = document.getElementById("signin-password");
+      const creds = { username: user.value, password: password.value };
+      password.value = "";
+      form.hidden = true;
+      connect(cfg, creds);
+    };
+  }
+
   // -- MQTT ----------------------------------------------------------------------------------
-  function connect(cfg) {
+  function connect(cfg, creds) {
     prefix = cfg.prefix;
     document.getElementById("broker").textContent = cfg.broker;
     document.getElementById("prefix").textContent = prefix;
@@ -141,6 +163,7 @@
       setConn("offline", "MQTT client missing (vendor/mqtt.min.js)");
       return;
     }
+    if (client) client.end(true);
     client = mqtt.connect(cfg.broker, {
       protocolVersion: 4, // MQTT 3.1.1, as the beds speak
       clientId: "bedside-station-" + Math.random().toString(16).slice(2, 10),
@@ -148,6 +171,7 @@
       keepalive: 20,
       reconnectPeriod: 2000,
       connectTimeout: 10000,
+      ...(creds || {}),
     });
     client.on("connect", () => {
       setConn("connected", "connected to broker");
@@ -159,7 +183,15 @@
     });
     client.on("reconnect", () => setConn("reconnecting", "reconnecting to broker..."));
     client.on("offline", () => setConn("offline", "NO CONNECTION TO BROKER"));
-    client.on("error", (err) => setConn("offline", "broker error: " + err.message));
+    client.on("error", (err) => {
+      // CONNACK 4 (bad user name or password) or 5 (not authorized): MQTT.js does not retry
+      if (err.code === 4 || err.code === 5) {
+        setConn("offline", "SIGNED OUT: the broker refused " + (creds ? creds.username : "anonymous"));
+        askToSignIn(cfg, creds ? "wrong user or password" : "this broker needs a user:");
+        return;
+      }
+      setConn("offline", "broker error: " + err.message);
+    });
     client.on("message", (topic, payload) => {
       if (!topic.startsWith(prefix + "/")) return;
       const parts = topic.slice(prefix.length + 1).split("/");
