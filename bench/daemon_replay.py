@@ -218,8 +218,8 @@ def measure_cost(
             "cost",
             "--broker",
             f"mqtt://127.0.0.1:{port}",
-            "--outbox",
-            str(tmp / "outbox-cost.jsonl"),
+            "--state-dir",
+            str(tmp / "state-cost"),
             *config,
         ],
         cwd=ROOT,
@@ -290,8 +290,8 @@ def measure_latency(
             bed,
             "--broker",
             f"mqtt://127.0.0.1:{port}",
-            "--outbox",
-            str(tmp / "outbox-latency.jsonl"),
+            "--state-dir",
+            str(tmp / "state-latency"),
         ]
     )
     cfg = apply_flags(load_config(None), args)
@@ -424,8 +424,8 @@ def measure_latency_serial(
             "serial",
             "--broker",
             f"mqtt://127.0.0.1:{port}",
-            "--outbox",
-            str(tmp / "outbox-serial.jsonl"),
+            "--state-dir",
+            str(tmp / "state-serial"),
         ],
         cwd=ROOT,
         env=env,
