@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -56,6 +55,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from lab.machine import describe  # noqa: E402 (after the path is set)
+from lab.processes import stop_process  # noqa: E402
 
 RECORD = ROOT.parent / "shared/data/bidmc/bidmc_csv/bidmc_01_Signals.csv.gz"
 BUNDLED = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
@@ -140,25 +142,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "arch": platform.machine(),
-        "cpu": model or platform.processor(),
-        "cpus": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "host": platform.node(),
-    }
-
-
 class Subscriber:
     """The subscriber child process; after ``stop()``, the receipt times it wrote, by t_s."""
 
@@ -241,11 +224,7 @@ def measure_cost(
         threads = status_kb(daemon.pid, "Threads")
         load1 = os.getloadavg()[0]
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_process(daemon, timeout_s=15)
         log.close()
         sub.stop()
     window = t1 - t0
@@ -450,11 +429,7 @@ def measure_latency_serial(
         c1, w1 = run_s(daemon.pid), time.monotonic()
         load1 = os.getloadavg()[0]
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_process(daemon, timeout_s=15)
         sub.stop()
         os.close(master)
         os.close(slave)
@@ -532,7 +507,7 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     result: dict[str, Any] = {
-        "machine": machine(),
+        "machine": describe(),
         "record": a.record.name,
         "speed": 1.0,
         "targets": TARGETS,

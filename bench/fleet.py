@@ -53,7 +53,6 @@ Definitions:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import heapq
 import json
@@ -75,6 +74,9 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from lab.machine import cpu_model  # noqa: E402 (after the path is set)
+from lab.processes import stop_process  # noqa: E402
 
 BUNDLED = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
@@ -165,14 +167,8 @@ def system_cpu() -> tuple[float, float]:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": model or platform.processor(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -693,17 +689,7 @@ class Broker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_proc(self.proc)
-
-
-def stop_proc(proc: subprocess.Popen[Any], timeout_s: float = 10) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            stop_process(self.proc)
 
 
 def child_env() -> dict[str, str]:
@@ -768,7 +754,7 @@ def run_inproc(
             results.append(json.loads(out.strip().splitlines()[-1]))
     finally:
         for w in workers:
-            stop_proc(w)
+            stop_process(w)
         for handle in logs:
             handle.close()
     time.sleep(args.drain)

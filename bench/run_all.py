@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 
@@ -145,12 +146,9 @@ def plan(quick: bool, data: Path | None) -> list[Part]:
 
 # -- the machine -----------------------------------------------------------------------------
 def describe_machine() -> dict[str, Any]:
-    cpu, mem_kb = "", 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from lab.machine import cpu_model
+
+    mem_kb = 0
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
@@ -166,7 +164,7 @@ def describe_machine() -> dict[str, Any]:
         ).stdout.strip()
     return {
         "host": socket.gethostname(),
-        "cpu": cpu or platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "ram_gb": round(mem_kb / 1024 / 1024, 1),
@@ -409,7 +407,8 @@ def render_md(report: dict[str, Any]) -> str:
     if failed:
         lines += ["", "## Parts that did not finish", ""]
         for n in failed:
-            lines += [f"### {n}: {parts[n]['status']}", "", "```", parts[n]["output_tail"], "```"]
+            tail = parts[n].get("output_tail") or parts[n].get("note", "")
+            lines += [f"### {n}: {parts[n]['status']}", "", "```", tail, "```"]
     return "\n".join(lines) + "\n"
 
 

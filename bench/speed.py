@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -53,25 +52,11 @@ TARGETS = {"in_process_x_realtime": 1000.0, "whole_command_x_realtime": 400.0}
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numpy
 
-    return {
-        "arch": platform.machine(),
-        "cpu": model or platform.processor(),
-        "cpus": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "host": platform.node(),
-    }
+    from lab.machine import describe
+
+    return {**describe(), "numpy": numpy.__version__}
 
 
 #: one in-process batch, run in a child with the tree under test first on its path: prints

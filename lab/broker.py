@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from device.errors import UserError
+from lab.processes import stop_process
 
 log = logging.getLogger("bedside.broker")
 
@@ -169,13 +170,7 @@ class EmbeddedBroker:
 
     def _stop_mosquitto(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(5)
+            stop_process(self._proc)
             self._proc = None
 
     def __enter__(self) -> EmbeddedBroker:

@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lab.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 #: alarm limits below the excerpt patient's HR (~77 bpm) and RR (~20/min): hr_high (high,
@@ -125,13 +127,8 @@ class Broker:
 
     def stop(self) -> None:
         """A clean stop (SIGTERM): Mosquitto writes its persistence file."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
@@ -212,13 +209,7 @@ class Daemon:
         return [(m.group(1), m.group(3)) for m in ALARM_LOG.finditer(self.text())]
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return stop_process(self.proc, sig, timeout_s)
 
 
 def store_file(state: Path, bed: str) -> Path:

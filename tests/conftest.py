@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from lab.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 #: ``../shared/data``; BEDSIDE_SHARED_DATA points elsewhere (a git worktree one level deeper)
 SHARED_DATA = Path(os.environ.get("BEDSIDE_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -153,13 +155,8 @@ class Mosquitto:
         raise RuntimeError(f"mosquitto did not listen on {self.port}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 

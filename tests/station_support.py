@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
@@ -66,10 +68,4 @@ def start_alarming_bed(
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_process(proc, sig, timeout_s)

@@ -132,7 +132,7 @@ def test_run_all_reports_failures_timeouts_and_missing_parts(tmp_path: Path) -> 
         "good": run_all.run_part(run_all.Part("good", "cost", str(good), ["{out}"], 30), work, 30),
         "silent": run_all.run_part(run_all.Part("silent", "cost", str(silent), [], 30), work, 30),
         "missing": run_all.run_part(
-            run_all.Part("missing", "cost", "bench/nope.py", [], 30, optional_note="not yet"),
+            run_all.Part("missing", "cost", "bench/nope.py", [], 30),
             work,
             30,
         ),
@@ -142,7 +142,11 @@ def test_run_all_reports_failures_timeouts_and_missing_parts(tmp_path: Path) -> 
     assert res["slow"]["status"] == "timeout" and res["slow"]["seconds"] < 30
     assert res["good"]["status"] == "ok" and res["good"]["result"] == {"x": 1.5}
     assert res["silent"]["status"] == "failed" and "no JSON" in res["silent"]["note"]
-    assert res["missing"] == {"status": "skipped", "note": "not yet", "seconds": 0.0}
+    assert res["missing"] == {
+        "status": "failed",
+        "note": "bench/nope.py does not exist",
+        "seconds": 0.0,
+    }
     machine = run_all.describe_machine()
     assert machine["cores"] and machine["cpu"] and machine["python"]
     machine["loadavg_at_end"] = machine["loadavg_at_start"]

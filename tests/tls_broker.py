@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.processes import stop_process
+
 #: user -> password (test only; real passwords live in files with mode 600)
 USERS: dict[str, str] = {
     "bed1": "bed1-secret",
@@ -260,13 +262,8 @@ class TlsBroker:
         raise RuntimeError(f"mosquitto did not listen on {ports}: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
