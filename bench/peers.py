@@ -56,7 +56,7 @@ from accuracy import SKIP_S, TASKS, task_estimators  # noqa: E402
 from device.pipeline import run_recording  # noqa: E402
 from device.recording import read_csv  # noqa: E402
 from lab import reference  # noqa: E402
-from lab.report import _per_second_mean  # noqa: E402
+from lab.report import _per_second_mean, hold_gaps  # noqa: E402
 
 METHODS = ("bedside", "neurokit2", "heartpy")
 #: what a peer does not attempt, and why (shown in the tables)
@@ -82,20 +82,6 @@ def shared_bidmc() -> Path:
         if cand is not None and (cand / "bidmc" / "bidmc_csv").is_dir():
             return cand / "bidmc" / "bidmc_csv"
     return ROOT.parent / "shared" / "data" / "bidmc" / "bidmc_csv"
-
-
-def hold_gaps(x: np.ndarray) -> np.ndarray:
-    """The peers' filters do not take NaN (a gap in a recording): hold the last value."""
-    x = np.asarray(x, dtype=float).copy()
-    bad = ~np.isfinite(x)
-    if bad.all():
-        return np.zeros_like(x)
-    if bad.any():
-        idx = np.where(~bad, np.arange(len(x)), 0)
-        np.maximum.accumulate(idx, out=idx)
-        x = x[idx]
-        x[: np.argmax(~bad)] = x[np.argmax(~bad)]
-    return x
 
 
 #: HeartPy's own plausible range (its process() defaults bpmmin=40, bpmmax=180): a beat

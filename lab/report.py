@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from device.dsp.gaps import forward_fill
 from device.errors import UserError
 from lab import reference
 
@@ -96,6 +97,16 @@ def core_series(path: Path, use: list[str] | None) -> tuple[dict[str, np.ndarray
     return out, {q: (c.most_common(1)[0][0] if c else "") for q, c in used.items()}
 
 
+def hold_gaps(x: np.ndarray) -> np.ndarray:
+    """For the peers (NeuroKit2, HeartPy), whose filters do not take NaN (a gap in a
+    recording): each gap holds the last value, a leading gap the first one; all gap: zeros."""
+    x = np.asarray(x, dtype=float)
+    finite = np.flatnonzero(np.isfinite(x))
+    if finite.size == 0:
+        return np.zeros_like(x)
+    return forward_fill(x, before=float(x[finite[0]]))[0]
+
+
 def _per_second_mean(rate: np.ndarray, fs: float, n: int) -> np.ndarray:
     """Second k gets the mean of the per-sample rate over (k - 1, k] s."""
     out = np.full(n, np.nan)
@@ -122,29 +133,16 @@ def neurokit_series(
     out = {q: np.full(n, np.nan) for q in QUANTITIES}
     notes = []
 
-    def clean(x: np.ndarray) -> np.ndarray:
-        # NeuroKit2's filters do not take NaN (a gap in the recording): hold the last value
-        x = np.asarray(x, dtype=float).copy()
-        bad = ~np.isfinite(x)
-        if bad.all():
-            return np.zeros_like(x)
-        if bad.any():
-            idx = np.where(~bad, np.arange(len(x)), 0)
-            np.maximum.accumulate(idx, out=idx)
-            x = x[idx]
-            x[: np.argmax(~bad)] = x[np.argmax(~bad)]
-        return x
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NeuroKit2 warns freely about short or odd segments
         hr_role = source.get("hr") or ("ecg" if "ecg" in rec.roles else "ppg")
         try:
             if hr_role == "ecg" and "ecg" in rec.roles:
-                x = nk.ecg_clean(clean(rec.role("ecg")), sampling_rate=sr)
+                x = nk.ecg_clean(hold_gaps(rec.role("ecg")), sampling_rate=sr)
                 _, info = nk.ecg_peaks(x, sampling_rate=sr)
                 peaks = info["ECG_R_Peaks"]
             elif hr_role == "ppg" and "ppg" in rec.roles:
-                _, info = nk.ppg_process(clean(rec.role("ppg")), sampling_rate=sr)
+                _, info = nk.ppg_process(hold_gaps(rec.role("ppg")), sampling_rate=sr)
                 peaks = info["PPG_Peaks"]
             else:
                 peaks = None
@@ -157,7 +155,7 @@ def neurokit_series(
         rr_role = source.get("rr") or ("resp" if "resp" in rec.roles else "")
         try:
             if rr_role == "resp" and "resp" in rec.roles:
-                signals, _ = nk.rsp_process(clean(rec.role("resp")), sampling_rate=sr)
+                signals, _ = nk.rsp_process(hold_gaps(rec.role("resp")), sampling_rate=sr)
                 out["rr"] = _per_second_mean(signals["RSP_Rate"].to_numpy(float), fs, n)
             else:
                 notes.append(

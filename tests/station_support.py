@@ -17,17 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab.faults import ALARM_LIMITS_TOML
 from lab.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
-
-ALARM_LIMITS_TOML = """\
-[alarms]
-hr_high_bpm = 70.0
-hr_high_severe_bpm = 75.0
-rr_high_bpm = 18.0
-"""
 
 
 def alarming_recording(tmp: Path, flat_from_s: float = 20.0) -> Path:
