@@ -71,3 +71,18 @@ def test_embedded_broker_stops_cleanly() -> None:
 
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", b.port), timeout=1):
         pass
+
+
+def test_each_shown_value_is_printed_with_the_quality_of_that_estimate() -> None:
+    from lab.commands.demo import format_vitals
+
+    # breath sounds: RR from audio; the heart-sound HR's low quality is not the RR's
+    audio = {"t_s": 50.0, "hr_bpm": None, "rr_bpm": 11.9, "hr_source": None}
+    audio |= {"rr_source": "audio", "sqi": {"hr_audio": 0.08, "rr_audio": 0.91}}
+    line = format_vitals(audio)
+    assert "RR 11.9 /min (audio)" in line and line.endswith("quality: RR 0.91")
+    ecg = {"t_s": 5.0, "hr_bpm": 77, "rr_bpm": 20.0, "hr_source": "ecg", "rr_source": "resp"}
+    ecg["sqi"] = {"hr_ecg": 1.0, "hr_ppg": 0.5, "rr_resp": 0.95}
+    assert format_vitals(ecg).endswith("quality: HR 1.00 RR 0.95")
+    none = {"t_s": 5.0, "hr_bpm": None, "rr_bpm": None, "sqi": {}}
+    assert format_vitals(none).endswith("quality: -")

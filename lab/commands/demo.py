@@ -102,23 +102,19 @@ def _with_ppg_off(path: str, from_s: float, tmp: Path) -> str:
 
 
 def format_vitals(v: dict[str, Any]) -> str:
-    """``t=  42s  HR  92 bpm (ecg)   RR 24 /min (resp)``, with '--' where there is no estimate."""
-    hr = (
-        f"HR {v['hr_bpm']:3.0f} bpm ({v['hr_source']})"
-        if v.get("hr_bpm") is not None
-        else "HR  -- bpm      "
-    )
-    rr = (
-        f"RR {v['rr_bpm']:4.1f} /min ({v['rr_source']})"
-        if v.get("rr_bpm") is not None
-        else "RR  --  /min"
-    )
-    sqi = " ".join(
-        f"{k.split('_', 1)[1]} {q:.2f}"
-        for k, q in sorted(v.get("sqi", {}).items())
-        if k.startswith("hr_")
-    )
-    return f"t={v['t_s']:5.0f}s  {hr:<24} {rr:<22} quality: {sqi}"
+    """``t=  42s  HR  92 bpm (ecg)   RR 24 /min (resp)   quality: HR 1.00 RR 0.95``: each
+    shown value with its source and the quality of that estimate; '--' where there is none."""
+    sqi = v.get("sqi") or {}
+    shown, quality = [], []
+    for q, label, unit, fmt in (("hr", "HR", "bpm", "3.0f"), ("rr", "RR", "/min", "4.1f")):
+        value, source = v.get(f"{q}_bpm"), v.get(f"{q}_source")
+        if value is None:
+            shown.append(f"{label}  --  {unit}")
+            continue
+        shown.append(f"{label} {value:{fmt}} {unit} ({source})")
+        if f"{q}_{source}" in sqi:
+            quality.append(f"{label} {sqi[f'{q}_{source}']:.2f}")
+    return f"t={v['t_s']:5.0f}s  {shown[0]:<24} {shown[1]:<22} quality: {' '.join(quality) or '-'}"
 
 
 def format_alarm(a: dict[str, Any]) -> str:
