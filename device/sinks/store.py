@@ -70,8 +70,11 @@ VACUUM_EVERY_S = 60.0
 SCHEMA = 1
 #: acknowledged messages are deleted with the next message written, or after this long
 DELETE_AFTER_S = 5.0
-#: the write-ahead log is checkpointed into the database every this many pages (4 KiB each)
-WAL_PAGES = 256
+#: the database's page size: a message (about 500 bytes) fits one page, and each commit
+#: writes whole pages to the write-ahead log, so small pages write less to an SD card
+PAGE_BYTES = 1024
+#: the write-ahead log is checkpointed into the database every this many pages
+WAL_PAGES = 1024
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class Store:
     def _init_schema(self, db: sqlite3.Connection) -> None:
         # auto_vacuum must be chosen before the first table exists; INCREMENTAL lets a store
         # that held a day of vitals give the space back once they are sent
+        db.execute(f"PRAGMA page_size = {PAGE_BYTES}")
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -196,7 +200,7 @@ class Store:
         # checkpoint the write-ahead log every WAL_PAGES pages (instead of 1000), and trim it
         # back to that size after a checkpoint: about 1 MiB of log on disk, at most
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
-        db.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * PAGE_BYTES}")
         self._set_sync(db, "NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
