@@ -206,8 +206,8 @@ def mosquitto_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callab
 # -- a broker with TLS, passwords and an ACL ---------------------------------------------------
 @pytest.fixture
 def tls_broker_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Start TLS brokers of the test's own: ``make(websockets=False, mtls=False, start=True)``
-    returns a ``tests.tls_broker.TlsBroker`` (stopped at the end of the test)."""
+    """Start TLS brokers of the test's own: ``make(websockets=False, mtls=False, wss=False,
+    start=True)`` returns a ``tests.tls_broker.TlsBroker`` (stopped at the end of the test)."""
     from tests.tls_broker import TlsBroker, tools_missing
 
     missing = tools_missing()
@@ -215,9 +215,15 @@ def tls_broker_factory(_mosquitto_binary: str, tmp_path: Path) -> Iterator[Calla
         pytest.skip(missing)
     started: list[TlsBroker] = []
 
-    def make(websockets: bool = False, mtls: bool = False, start: bool = True) -> TlsBroker:
+    def make(
+        websockets: bool = False, mtls: bool = False, wss: bool = False, start: bool = True
+    ) -> TlsBroker:
         b = TlsBroker(
-            _mosquitto_binary, tmp_path / f"tls-{len(started)}", websockets=websockets, mtls=mtls
+            _mosquitto_binary,
+            tmp_path / f"tls-{len(started)}",
+            websockets=websockets,
+            mtls=mtls,
+            wss=wss,
         )
         if start:
             b.start()

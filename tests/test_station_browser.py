@@ -10,6 +10,9 @@ the broker's last will. Screenshots are saved in the test's tmp dir and, when
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -46,8 +49,9 @@ def _need_browser() -> None:
         pytest.skip(why)
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium(*extra_flags: str) -> Iterator[Any]:
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""
     _need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -65,6 +69,7 @@ def browser() -> Iterator[Any]:
         "--disable-sync",
         "--no-first-run",
         "--window-size=1280,760",
+        *extra_flags,
     ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -72,6 +77,12 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -364,3 +375,58 @@ def _mqtt_toml(tmp_path: Path, ca: Path, secret: Path) -> Path:
         "keepalive_s = 5\n"
     )
     return cfg
+
+
+def _spki_sha256(cert: Path) -> str:
+    """Base64 SHA-256 of a certificate's public key (what Chromium pins by)."""
+    pem = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"],
+        input=pem, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.mark.e2e
+def test_station_page_over_wss_trusts_only_the_wards_broker(
+    tls_broker_factory, station_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A page served over https may only open wss://. The broker's websocket listener over
+    TLS, with passwords and the ACL: a browser that trusts the broker's key (pinned here, as a
+    ward's managed browsers would trust the ward CA) connects and signs in; one that does not
+    never reaches the sign-in, because the TLS handshake fails first."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.tls_broker import USERS
+
+    broker = tls_broker_factory(wss=True)
+    page = station_server(f"wss://localhost:{broker.wss_port}")
+    pin = _spki_sha256(broker.server_cert)
+    with chromium(f"--ignore-certificate-errors-spki-list={pin}") as trusting:
+        trusting.get(page)
+        wait = WebDriverWait(trusting, WAIT_S, poll_frequency=0.2)
+        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+        trusting.find_element(By.ID, "signin-user").send_keys("station")
+        trusting.find_element(By.ID, "signin-password").send_keys(USERS["station"])
+        trusting.find_element(By.ID, "signin-submit").click()
+        wait.until(
+            lambda d: d.find_element(By.ID, "conn").get_attribute("data-state") == "connected"
+        )
+        _save(trusting, tmp_path, "station_wss.png")
+    with chromium() as untrusting:
+        untrusting.get(page)
+        conn = untrusting.find_element(By.ID, "conn")
+        # the handshake fails: MQTT.js reports the connection closed and retries, never in
+        seen = set()
+
+        def failed(d: Any) -> bool:
+            seen.add(conn.get_attribute("data-state"))
+            return bool(seen & {"offline", "reconnecting"})
+
+        WebDriverWait(untrusting, WAIT_S, poll_frequency=0.2).until(failed)
+        assert "connected" not in seen, seen
+        assert not untrusting.find_element(By.ID, "signin").is_displayed()

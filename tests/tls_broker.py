@@ -145,9 +145,11 @@ class TlsBroker:
     workdir: Path
     websockets: bool = False
     mtls: bool = False
+    wss: bool = False
     port: int = 0
     ws_port: int = 0
     mtls_port: int = 0
+    wss_port: int = 0
     users: dict[str, str] = field(default_factory=lambda: dict(USERS))
     proc: subprocess.Popen[bytes] | None = None
 
@@ -195,6 +197,8 @@ class TlsBroker:
             self.ws_port = self.ws_port or _free_port()
         if self.mtls:
             self.mtls_port = self.mtls_port or _free_port()
+        if self.wss:
+            self.wss_port = self.wss_port or _free_port()
         self.conf = d / "mosquitto.conf"
         self.log = d / "mosquitto.log"
         self.conf.write_text(self.config_text())
@@ -233,6 +237,13 @@ class TlsBroker:
                 "protocol websockets",
                 "",
             ]
+        if self.wss:
+            lines += [
+                "# MQTT over websockets over TLS, for a station page served over https",
+                f"listener {self.wss_port} 127.0.0.1",
+                "protocol websockets",
+                tls,
+            ]
         if os.geteuid() == 0:
             # run as root, mosquitto would switch to user 'mosquitto', which cannot read the
             # mode-600 files of this (root-owned) test folder
@@ -247,7 +258,7 @@ class TlsBroker:
         logf = open(self.log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=logf, stderr=logf)
         logf.close()
-        ports = [p for p in (self.port, self.ws_port, self.mtls_port) if p]
+        ports = [p for p in (self.port, self.ws_port, self.mtls_port, self.wss_port) if p]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
