@@ -146,9 +146,6 @@ class Daemon:
         self._read_at: dict[str, float] = {}  # monotonic time that input was read, per role
         self._last_status = 0.0
         self._connects_seen = 0
-        #: store (issue 11): technical faults of the appliance by where they come from
-        #: ("sinks": the MQTT store's store_failed), merged into the alarm engine's inputs
-        self.faults: dict[str, dict[str, str]] = {}
         #: sd_notify: READY, watchdog pings while every stage progresses, STATUS, STOPPING
         self.sd = Supervisor.from_environ()
         self._last_vitals: dict[str, object] | None = None
@@ -377,8 +374,7 @@ class Daemon:
             report = getattr(sink, "faults", None)
             if report is not None:
                 faults.update(report())
-        self.faults["sinks"] = faults
-        self.monitor.faults = {k: v for part in self.faults.values() for k, v in part.items()}
+        self.monitor.faults = faults
         return commands
 
     def _keep_ids_above_store(self) -> None:

@@ -71,7 +71,8 @@ class Sink(Protocol):
     Optional, looked up with ``getattr`` (the ``mqtt`` sink has them): ``faults()`` returns
     the sink's technical faults for the alarm engine (condition key -> detail, e.g.
     ``{"store_failed": "..."}``); ``wall_floor`` is the latest wall-clock ``ts`` the sink has
-    stored, by this run or an earlier one (a live start keeps its alarm ids above it).
+    stored, by this run or an earlier one (a live start keeps its alarm ids above it);
+    ``connects`` counts its (re)connections (the daemon refreshes the status after each).
     """
 
     key: str  # the registry key, e.g. "mqtt"
