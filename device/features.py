@@ -23,6 +23,7 @@ from device.dsp.filters import CausalFilter
 from device.dsp.gaps import HoldGaps
 from device.dsp.quality import FlatLine
 from device.dsp.resample import Decimator
+from device.dsp.stats import lag_products
 from device.roles import CARDIAC_FS_HZ, RESP_FS_HZ
 
 #: Version of the window definition; bumped whenever a filter, rate or normalisation changes,
@@ -274,14 +275,9 @@ def autocorrelation(x: np.ndarray, n_lags: int) -> np.ndarray:
     waveform, which a direct regressor otherwise learns as a shortcut.
     """
     x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    x = x - x.mean(axis=0)
-    nfft = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(x, nfft, axis=0)
-    r = np.fft.irfft(f * np.conj(f), nfft, axis=0)[:n_lags]
-    r /= (n - np.arange(n_lags))[:, None]
+    r = lag_products(x - x.mean(axis=0), n_lags)
     r /= np.maximum(r[:1], 1e-12)
-    return np.clip(r, -1.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(r, -1.0, 1.0), dtype=np.float32)
 
 
 def normalise(w: np.ndarray, how: str) -> np.ndarray:

@@ -112,3 +112,15 @@ def std(xs: Sequence[float]) -> float:
         d = v - m
         total += d * d
     return math.sqrt(total / n)
+
+
+def lag_products(x: np.ndarray, n_lags: int) -> np.ndarray:
+    """Autocorrelation of ``x`` along its first axis at lags 0..n_lags-1, each lag's sum of
+    products divided by its overlap (``n - lag``: unbiased), by FFT; not normalised, so each
+    caller scales it as it needs (to 1 at lag 0, ...)."""
+    n = x.shape[0]
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, nfft, axis=0)
+    r = np.fft.irfft(f * np.conj(f), nfft, axis=0)[:n_lags]
+    r /= (n - np.arange(n_lags)).reshape((-1,) + (1,) * (r.ndim - 1))
+    return r

@@ -30,6 +30,7 @@ import numpy as np
 from device.dsp.audio_features import AUDIO_FS_HZ, HEART_ENVELOPE_FS_HZ, HeartEnvelope
 from device.dsp.buffers import RingBuffer
 from device.dsp.peaks import parabolic_peak_offset
+from device.dsp.stats import lag_products
 from device.estimators.base import Estimate
 from device.roles import Quantity, Role
 
@@ -58,11 +59,7 @@ HALVES_TOL = 0.08
 
 def _acf(x: np.ndarray, max_lag: int) -> np.ndarray:
     """Autocorrelation normalised per lag by the overlap, relative to lag 0."""
-    n = len(x)
-    nfft = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(x, nfft)
-    r = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 1]
-    r = r / (n - np.arange(max_lag + 1))
+    r = lag_products(x, max_lag + 1)
     return np.asarray(r / r[0]) if r[0] > 0 else np.zeros(max_lag + 1)
 
 
