@@ -4,7 +4,7 @@ estimators' thresholds and the golden outputs depend on it)."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from device.dsp.stats import mean, median, median_columns, percentiles, std
@@ -32,6 +32,9 @@ def test_median_is_numpys(xs: list[float], with_nan: bool) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(_windows, st.booleans())
+# found by hypothesis in CI: numpy partitions at the first sample too, which decides whether
+# 0.0 or -0.0 lands at an index among equal values
+@example(xs=[0.0] * 7 + [-0.0] + [0.0] * 3 + [-0.0, 0.0, 1.0, 0.0], with_nan=False)
 def test_percentiles_are_numpys(xs: list[float], with_nan: bool) -> None:
     x = np.array(xs + ([np.nan] if with_nan else []))
     for qs in ([5, 95], [5, 50, 95], [0, 100], [25], [99.5, 0.5]):

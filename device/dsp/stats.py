@@ -70,7 +70,10 @@ def percentiles(x: np.ndarray, qs: Sequence[float]) -> list[float]:
     # numpy's indices: the floor of the virtual index and the next one, or the last sample
     # (index -1, also in the interpolation weight) at and above the top
     lo = [-1 if v >= n - 1 else math.floor(v) for v in virtual]
-    kth = {n - 1}  # the largest too: NaNs sort last, and numpy answers NaN if there is one
+    # numpy's partition points exactly (the first and the last sample besides the
+    # neighbours): equal values of either sign (0.0, -0.0) land where numpy's land only with
+    # the same points. The largest also tells a NaN (NaNs sort last; numpy answers NaN).
+    kth = {0, n - 1}
     for i in lo:
         if i >= 0:
             kth.update((i, i + 1))
