@@ -85,21 +85,27 @@ class Monitor:
 
     def alarm_inputs(self, second: Second) -> AlarmInputs:
         """What the alarm engine sees of one second."""
+        primary = self.pipeline.primary
         roles = {
-            role.value: RoleState(
+            str(ch): RoleState(
                 lost_s=inp.lost_s,
                 off_s=inp.off_s,
                 off_reason=inp.off_reason,
                 poor_s=inp.poor_s,
-                error="; ".join(msg for key, msg in second.errors.items() if key.role == role),
-                rate_error=self.rate_errors.get(role.value),
+                # an estimator's error is its role's, reported on the channel it reads
+                error="; ".join(
+                    msg
+                    for key, msg in second.errors.items()
+                    if key.role == ch.role and primary.get(ch.role) == ch
+                ),
+                rate_error=self.rate_errors.get(str(ch)),
             )
-            for role, inp in second.inputs.items()
+            for ch, inp in second.inputs.items()
         }
         # Apnea is judged from the impedance breath detector, as bedside monitors do, and only
         # while that signal is present (a lost or detached lead is a technical alarm instead).
         # It counts from the last breath, or from when the signal last (re)appeared.
-        resp = second.inputs.get(Role.RESP)
+        resp = second.input(Role.RESP)
         breathing = (
             resp is not None and resp.lost_s < self.alarms.cfg.signal_lost_s and resp.off_s == 0
         )

@@ -1,15 +1,20 @@
-"""Recordings: named channels at one sample rate, read from BIDMC-format CSV or WAV.
+"""Recordings: named channels at one sample rate, read from BIDMC-format CSV, WAV or a
+PhysioNet WFDB record (``.hea``).
 
 A recording is what a replay plays into the pipeline and what ``bedside process`` reads.
 Channels carry *roles* that tell the pipeline what a channel measures:
 
-- ``ecg``:   electrocardiogram (any lead; BIDMC's lead II)
+- ``ecg``:   electrocardiogram; several leads are several inputs, ``ecg:II``, ``ecg:V``
 - ``ppg``:   photoplethysmogram (pulse oximeter pleth, monitor polarity: systole up)
+- ``abp``:   invasive arterial blood pressure
 - ``resp``:  thoracic impedance respiration
 - ``audio``: breathing or heart sounds from a microphone or electronic stethoscope
 
-BIDMC column names map to roles by default; other mappings come from config
-(``[recording.roles]``) or ``role_map=``.
+``Recording.roles`` maps each *input* (``device.roles.Channel`` written as a string: ``ppg``,
+``ecg:II``) to the column that feeds it. BIDMC column names map to inputs by default (lead II
+only, the lead its monitor's heart rate came from); WFDB signal names map by
+``wfdb_channel`` (every ECG lead); other mappings come from config (``[recording.roles]``) or
+``role_map=``.
 """
 
 from __future__ import annotations
@@ -28,8 +33,14 @@ import numpy as np
 
 from device.errors import UserError
 
-ROLES = ("ecg", "ppg", "resp", "audio")
-VITAL_ROLES = ("ecg", "ppg", "resp")
+ROLES = ("ecg", "ppg", "resp", "audio", "abp")
+VITAL_ROLES = ("ecg", "ppg", "resp", "abp")
+
+
+def role_of(name: str) -> str:
+    """The role of an input name: ``"ecg:II"`` -> ``"ecg"``."""
+    return name.partition(":")[0]
+
 
 #: BIDMC ``_Signals.csv`` column -> role. Lead II is the ECG the monitor's HR comes from.
 BIDMC_ROLE_MAP: dict[str, str] = {"II": "ecg", "PLETH": "ppg", "RESP": "resp"}
@@ -55,6 +66,7 @@ class Recording:
     fs_hz: float
     channels: Mapping[str, np.ndarray]
     roles: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the reader left out, and why (shown to the user)
 
     @property
     def n_samples(self) -> int:
@@ -72,8 +84,10 @@ class Recording:
         return {r: self.channels[c] for r, c in self.roles.items()}
 
     def restricted(self, roles: list[str] | tuple[str, ...]) -> Recording:
-        """The same recording with every role not in ``roles`` hidden (``--use``)."""
-        missing = [r for r in roles if r not in self.roles]
+        """The same recording with every role not in ``roles`` hidden (``--use``): ``ecg``
+        keeps every ECG lead, ``ecg:II`` only that one."""
+        have_roles = set(self.roles) | {role_of(k) for k in self.roles}
+        missing = [r for r in roles if r not in have_roles]
         if missing:
             have = ", ".join(sorted(self.roles)) or "none"
             raise UserError(
@@ -82,7 +96,7 @@ class Recording:
                 "choose from the roles it has, or map its columns to roles in the config "
                 "[recording.roles] table",
             )
-        keep = {r: self.roles[r] for r in roles}
+        keep = {k: c for k, c in self.roles.items() if k in roles or role_of(k) in roles}
         return Recording(self.path, self.fs_hz, {c: self.channels[c] for c in keep.values()}, keep)
 
     def excerpt(self, start_s: float, stop_s: float) -> Recording:
@@ -159,9 +173,10 @@ def read_csv(
     mapping = dict(BIDMC_ROLE_MAP if role_map is None else role_map)
     roles: dict[str, str] = {}
     for col, role in mapping.items():
-        if role not in ROLES:
+        if role_of(role) not in ROLES:
             raise UserError(
-                f"{p}: unknown role '{role}' for column '{col}'", f"use one of {', '.join(ROLES)}"
+                f"{p}: unknown role '{role}' for column '{col}'",
+                f"use one of {', '.join(ROLES)} (an ECG lead as ecg:LEAD, e.g. ecg:V)",
             )
         if col in cols:
             roles[role] = col
@@ -313,7 +328,7 @@ def _checked(rec: Recording) -> Recording:
             f"{MIN_AUDIO_FS_HZ:g}-{MAX_AUDIO_FS_HZ:g} Hz for audio",
             "record or resample the sound at 1-192 kHz (e.g. sox IN -r 8000 OUT)",
         )
-    vital = [r for r in rec.roles if r in VITAL_ROLES]
+    vital = [r for r in rec.roles if role_of(r) in VITAL_ROLES]
     if vital and not (MIN_VITAL_FS_HZ <= rec.fs_hz <= MAX_VITAL_FS_HZ):
         raise UserError(
             f"{rec.path}: sample rate {rec.fs_hz:g} Hz is outside "
@@ -345,21 +360,121 @@ def read_recording(
     fs_hz: float | None = None,
     role_map: Mapping[str, str] | None = None,
 ) -> Recording:
-    """Read any supported recording by its extension (.csv, .csv.gz, .wav)."""
+    """Read any supported recording by its extension (.csv, .csv.gz, .wav, .hea)."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".wav"):
         return read_wav(p)
     if name.endswith((".csv", ".csv.gz", ".txt")):
         return read_csv(p, fs_hz=fs_hz, role_map=role_map)
+    if name.endswith(".hea"):
+        return read_wfdb(p, role_map=role_map)
     raise UserError(
-        f"{p}: unknown recording format", "give a .csv, .csv.gz (BIDMC format) or .wav file"
+        f"{p}: unknown recording format",
+        "give a .csv, .csv.gz (BIDMC format), .wav or a WFDB record's .hea file",
     )
 
 
+#: WFDB signal names of ECG leads (limb, augmented, precordial, and the modified chest and
+#: limb leads of Holter recordings such as MIT-BIH's MLII and MCL1); matched without case.
+ECG_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V", "V1", "V2", "V3", "V4", "V5", "V6") + (
+    "MLI",
+    "MLII",
+    "MLIII",
+    "MCL",
+    "MCL1",
+    "MV1",
+    "MV2",
+    "MV5",
+    "ECG",
+)
+_ECG_BY_UPPER = {lead.upper(): lead for lead in ECG_LEADS}
+#: Other signals by name: the pulse oximeter's pleth, the arterial line, impedance breathing.
+WFDB_SIGNALS = {"PLETH": "ppg", "ABP": "abp", "ART": "abp", "RESP": "resp"}
+
+
+def wfdb_channel(name: str) -> str | None:
+    """The input a WFDB signal feeds (``"ecg:II"``, ``"ppg"``...), or None for a signal the
+    core does not use (CVP, PAP, a second pleth...)."""
+    key = name.strip().upper()
+    if key in _ECG_BY_UPPER:
+        return f"ecg:{_ECG_BY_UPPER[key]}"
+    return WFDB_SIGNALS.get(key)
+
+
+def read_wfdb(path: str | Path, role_map: Mapping[str, str] | None = None) -> Recording:
+    """Read a PhysioNet WFDB record from its header (``.hea``) with the ``wfdb`` package:
+    signal formats 16, 212 and 516 (FLAC) and ``.mat`` signal files, in physical units at the
+    record's own rate. Missing samples (the format's invalid value) are NaN: gaps.
+
+    Signals map to inputs by name (``wfdb_channel``): every ECG lead, PLETH, ABP/ART and RESP;
+    ``role_map`` (signal name -> input, e.g. ``{"CVP": "abp"}``) adds or overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such file", "check the path (give the record's .hea file)")
+    try:
+        import wfdb
+    except ImportError:
+        raise UserError(
+            f"{p}: reading WFDB records needs the wfdb package",
+            "pip install 'bedside-edge[wfdb]' (or pip install wfdb)",
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = wfdb.rdrecord(str(p.with_suffix("")))
+    except Exception as e:  # wfdb raises many kinds for a bad header or a missing .dat
+        raise UserError(
+            f"{p}: not a readable WFDB record ({e.__class__.__name__}: {e})",
+            "check that the header and its signal files (.dat/.mat) are all there and "
+            "complete; copy the record again from its source",
+        ) from None
+    names = [str(n) for n in (rec.sig_name or [])]
+    signal = rec.p_signal
+    if signal is None or not names:
+        raise UserError(f"{p}: the record holds no signals", "give a record with signals")
+    cols: dict[str, np.ndarray] = {}
+    for j, n in enumerate(names):
+        col = n if n not in cols else f"{n}#{j}"
+        cols[col] = np.ascontiguousarray(signal[:, j], dtype=np.float64)
+    roles: dict[str, str] = {}
+    for col in cols:
+        inp = wfdb_channel(col.partition("#")[0])
+        if inp is not None and inp not in roles:
+            roles[inp] = col
+    for col, inp in (role_map or {}).items():
+        if role_of(inp) not in ROLES:
+            raise UserError(
+                f"{p}: unknown role '{inp}' for signal '{col}'",
+                f"use one of {', '.join(ROLES)} (an ECG lead as ecg:LEAD)",
+            )
+        if col not in cols:
+            raise UserError(
+                f"{p}: signal '{col}' named in the role map is not in the record "
+                f"(it has: {', '.join(names)})",
+                "correct [recording.roles] to name signals the record has",
+            )
+        roles = {k: c for k, c in roles.items() if c != col}
+        roles[inp] = col
+    if not roles:
+        raise UserError(
+            f"{p}: no signal maps to a role (signals: {', '.join(names)})",
+            'map signals to roles in the config, e.g. [recording.roles] PLETH = "ppg"',
+        )
+    # a channel that is missing for the whole record (CinC 2015 has some) is no input at all
+    empty = [k for k, c in roles.items() if not np.any(np.isfinite(cols[c]))]
+    notes = tuple(f"{p}: {k} ('{roles[k]}') holds no samples: left out" for k in empty)
+    for k in empty:
+        del roles[k]
+    if not roles:
+        raise UserError(f"{p}: every mapped signal is missing (only NaN)", "give another record")
+    return _checked(Recording(str(p), float(rec.fs), cols, roles, notes))
+
+
 def describe_gaps(rec: Recording) -> list[str]:
-    """One line per channel with NaN runs, for the user to see what becomes a gap."""
-    out = []
+    """One line per channel with NaN runs, for the user to see what becomes a gap (and what
+    the reader left out)."""
+    out = list(rec.notes)
     for role, col in rec.roles.items():
         runs = nan_runs(rec.channels[col])
         if runs:

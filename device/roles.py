@@ -25,6 +25,37 @@ class Role(StrEnum):
     PPG = "ppg"  # photoplethysmogram (pulse oximeter pleth, systole up)
     RESP = "resp"  # thoracic impedance respiration
     AUDIO = "audio"  # breath or heart sounds (microphone, electronic stethoscope)
+    ABP = "abp"  # invasive arterial blood pressure (an arterial line), mmHg
+
+
+#: Roles whose every beat is a pulse wave: they confirm or refute a heartbeat the ECG shows
+#: (or fails to show).
+PULSATILE = (Role.PPG, Role.ABP)
+#: Roles sampled with the heart's timing precision (resampled to ``CARDIAC_FS_HZ``).
+CARDIAC = (Role.ECG, Role.PPG, Role.ABP)
+
+
+@dataclass(frozen=True, order=True)
+class Channel:
+    """One input signal: a role and, where a role can have several (the ECG's leads), which.
+
+    Written ``ecg`` (a role's only channel) or ``ecg:II`` (lead II): that string is how
+    recordings, board layouts, frames and technical alarms name the channel.
+    """
+
+    role: Role
+    lead: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.role.value}:{self.lead}" if self.lead else self.role.value
+
+    @classmethod
+    def parse(cls, text: str | Channel) -> Channel:
+        """``"ecg:II"`` -> Channel(ECG, "II"); ``"ppg"`` -> Channel(PPG); errors list the roles."""
+        if isinstance(text, Channel):
+            return text
+        name, _, lead = str(text).partition(":")
+        return cls(role(name), lead.strip())
 
 
 @dataclass(frozen=True, order=True)

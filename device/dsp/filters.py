@@ -152,6 +152,19 @@ class CausalFilter:
     def reset(self) -> None:
         self._zi = None
 
+    def group_delay_s(self, at_hz: float, fs_hz: float) -> float:
+        """The cascade's group delay (s) at ``at_hz``: minus the slope of its phase there."""
+        def phase(f: float) -> float:
+            z = np.exp(-1j * 2.0 * np.pi * f / fs_hz)
+            h = complex(1.0)
+            for b0, b1, b2, a0, a1, a2 in self.sos:
+                h *= (b0 + b1 * z + b2 * z * z) / (a0 + a1 * z + a2 * z * z)
+            return float(np.angle(h))
+
+        df = 1e-3 * fs_hz
+        dphi = (phase(at_hz + df) - phase(at_hz - df) + np.pi) % (2.0 * np.pi) - np.pi
+        return -dphi / (2.0 * np.pi * 2.0 * df)
+
     def hold_zero(self) -> None:
         """The state after any number of zero inputs from rest at zero (all zero)."""
         self._zi = self._zi_unit * 0.0

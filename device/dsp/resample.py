@@ -62,6 +62,14 @@ class Resampler:
         self._prev = buf[-1:]
         return y
 
+    def delay_s(self, at_hz: float = 10.0) -> float:
+        """How late the output is (s): the anti-alias filter's group delay at ``at_hz`` (QRS
+        and pulse upstrokes carry most of their energy near 10 Hz); 0 when not downsampling.
+        Beat times subtract it, so a beat is timed the same whatever rate its channel came at."""
+        if self._aa is None:
+            return 0.0
+        return self._aa.group_delay_s(at_hz, self.fs_in)
+
     def skip_zeros(self, n: int) -> None:
         """The same as ``self(np.zeros(n))`` with the output discarded, for a stream whose every
         input so far was 0 (a gap mask before the first gap): that output is all zeros, so only

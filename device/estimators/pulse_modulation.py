@@ -4,8 +4,11 @@ on the 42 shared BIDMC records, ``bench/accuracy.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from device.beats.beat import Detection
 from device.dsp.buffers import RingBuffer
 from device.dsp.filters import CausalFilter
 from device.dsp.gaps import HoldGaps
@@ -63,6 +66,8 @@ class PulseModulationRR:
             raise ValueError(f"unknown PPG modulations {sorted(unknown)}")
         self.modulations = tuple(modulations)
         self._beats = BeatIntervalHR(role, name=name)
+        #: fed the beat stream's pulses of its role as well as its samples
+        self.beat_role = self.role
         # Baseline: below 0.7 Hz (42 breaths/min) the pulse itself is gone and breathing stays.
         self._base_filt = CausalFilter.butter(2, 0.7, CARDIAC_FS_HZ, "lowpass")
         self._base_hold = HoldGaps()
@@ -76,8 +81,10 @@ class PulseModulationRR:
         self._band = (f >= _PPG_RR_BAND_HZ[0]) & (f <= _PPG_RR_BAND_HZ[1])
         self._f = f[self._band]
 
+    def push_beats(self, beats: Sequence[Detection]) -> None:
+        self._beats.push_beats(beats)
+
     def push(self, x: np.ndarray) -> None:
-        self._beats.push(x)
         held, _ = self._base_hold(x)
         self._base.extend(self._decimate(self._base_filt(held)))
 

@@ -1,0 +1,240 @@
+"""The beat stream: every heartbeat detected once, as it arrives, on every cardiac channel.
+
+Each ECG lead has its own QRS detector and each pulsatile channel (PPG, ABP) its own pulse
+detector (``qrs.py``, ``pulse.py``). The ECG leads' detections are then fused into one beat
+per heartbeat: detections of different leads within 150 ms are one beat, which counts when
+the leads that saw it outweigh the leads that did not, each lead weighted by how much it can
+be trusted now (``LeadWeight``: its beats' shape consistency and its agreement with the
+others). A lead that is lost, flat or saturated has no say. A beat classifier then gives each
+fused beat its AAMI class. Heart rate, the arrhythmia conditions and the alarm evidence all
+read what this stream says.
+
+The stream is fed once per second with each channel's samples at the cardiac rate and
+returns the detections of that second (for the heart-rate estimators) and the beats now final
+(classified; for output and the arrhythmia conditions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.beats.beat import Beat, BeatClass, Detection
+from device.beats.channel import ChannelDetector
+from device.beats.pulse import PulseDetector
+from device.beats.qrs import QrsDetector
+from device.roles import CARDIAC_FS_HZ, PULSATILE, Channel, Role
+
+#: Detections of different leads within this much of each other are one heartbeat (the EC57
+#: match window; leads see the same QRS within a few tens of ms).
+FUSE_S = 0.15
+#: Smoothing of each lead's weight, per beat (about the last 10 beats count).
+WEIGHT_ALPHA = 0.1
+
+
+@dataclass
+class LeadWeight:
+    """How much one ECG lead is trusted when leads disagree (0-1): the consistency of its
+    beats' shapes (noise and artefact are not beat-shaped), the share of the fused beats it
+    saw, and the share of its detections the other leads confirmed, each smoothed over about
+    ten beats."""
+
+    shape: float = 1.0
+    seen: float = 1.0
+    confirmed: float = 1.0
+
+    @property
+    def value(self) -> float:
+        return self.shape * self.seen * self.confirmed
+
+    def update(self, attr: str, x: float) -> None:
+        setattr(self, attr, getattr(self, attr) + WEIGHT_ALPHA * (x - getattr(self, attr)))
+
+
+@dataclass(frozen=True)
+class BeatsStep:
+    """What the beat stream says about one second.
+
+    - ``detections``: the beats committed this second per role, for heart rate: the fused
+      ECG beats, and each pulsatile role's pulses (its first channel);
+    - ``beats``: the beats now final, classified, in time order (ECG beats a bounded delay
+      after they are detected; pulses at once);
+    - ``lead_weights``: each ECG lead's weight (0 while it is lost or flat).
+    """
+
+    detections: Mapping[Role, tuple[Detection, ...]]
+    beats: tuple[Beat, ...]
+    lead_weights: Mapping[Channel, float] = field(default_factory=dict)
+
+
+class BeatStream:
+    """Beats from every cardiac channel (see the module docstring)."""
+
+    def __init__(self, delays_s: Mapping[Channel, float], classify: bool = True) -> None:
+        """``delays_s``: each cardiac channel the core has, with how late its samples are
+        (the upstream resampler's delay), in input order."""
+        self.fs_hz = CARDIAC_FS_HZ
+        self.detectors: dict[Channel, ChannelDetector] = {}
+        for ch, delay in delays_s.items():
+            if ch.role == Role.ECG:
+                self.detectors[ch] = QrsDetector(self.fs_hz, delay, ch.lead)
+            elif ch.role in PULSATILE:
+                self.detectors[ch] = PulseDetector(self.fs_hz, delay, ch.lead)
+        self.leads = [ch for ch in self.detectors if ch.role == Role.ECG]
+        self.weights = {ch: LeadWeight() for ch in self.leads}
+        self._pending: list[tuple[Channel, Detection]] = []
+        self._last_fused: Detection | None = None
+        self._pulse_role_first: dict[Role, Channel] = {}
+        for ch in self.detectors:
+            if ch.role in PULSATILE:
+                self._pulse_role_first.setdefault(ch.role, ch)
+        self._new: dict[Channel, list[Detection]] = {ch: [] for ch in self.detectors}
+        self.classifier = (
+            _make_classifier([c.lead or c.role.value for c in self.leads])
+            if (classify and self.leads)
+            else None
+        )
+        self._unclassified: list[tuple[Detection, Channel, tuple[str, ...], float]] = []
+        #: signal time of the newest fused ECG beat, and of each channel's newest beat
+        self.last_ecg_beat_s: float | None = None
+        self.last_beat_s: dict[Channel, float] = {}
+
+    def push(self, channel: Channel, y: np.ndarray) -> None:
+        """One second of ``channel``'s samples at ``CARDIAC_FS_HZ`` (NaN = gap)."""
+        det = self.detectors.get(channel)
+        if det is None:
+            return
+        found = det.push(y)
+        if found:
+            self._new[channel].extend(found)
+            self.last_beat_s[channel] = found[-1].t_s
+
+    def push_leads(self, samples: Mapping[Channel, np.ndarray]) -> None:
+        """Every ECG lead's samples of the same second, for the beat classifier."""
+        if self.classifier is not None:
+            self.classifier.push({c.lead or c.role.value: samples[c] for c in self.leads})
+
+    def step(self, t_s: float, present: Mapping[Channel, bool]) -> BeatsStep:
+        """The second ending at ``t_s``: fuse and classify (``present``: each channel has
+        signal, neither lost nor flat nor saturated)."""
+        detections: dict[Role, tuple[Detection, ...]] = {}
+        for role, ch in self._pulse_role_first.items():
+            detections[role] = tuple(self._new[ch])
+        pulses = [
+            Beat(d.t_s, ch.role, ch.lead, BeatClass.Q, d.corr)
+            for ch, found in self._new.items()
+            if ch.role in PULSATILE
+            for d in found
+        ]
+        for ch in self.leads:
+            self._pending.extend((ch, d) for d in self._new[ch])
+        for found in self._new.values():
+            found.clear()
+        fused = self._fuse(present) if self.leads else []
+        if fused:
+            detections[Role.ECG] = tuple(d for d, _, _, _ in fused)
+            self.last_ecg_beat_s = fused[-1][0].t_s
+        ecg_beats = self._classify(fused, t_s)
+        beats = sorted(ecg_beats + pulses, key=lambda b: b.t_s)
+        weights = {
+            ch: (w.value if present.get(ch, True) else 0.0) for ch, w in self.weights.items()
+        }
+        return BeatsStep(detections, tuple(beats), weights)
+
+    # -- fusion ------------------------------------------------------------------------------
+    def _fuse(
+        self, present: Mapping[Channel, bool]
+    ) -> list[tuple[Detection, Channel, tuple[str, ...], float]]:
+        """Fused beats whose every lead has decided: (detection, timing lead, leads that saw
+        it, share of the weight behind it)."""
+        det0 = self.detectors[self.leads[0]]
+        decided_s = (det0.total - 1 - det0.refractory) / self.fs_hz - max(
+            d.delay_s for d in (self.detectors[c] for c in self.leads)
+        )
+        horizon = decided_s - FUSE_S
+        self._pending.sort(key=lambda cd: cd[1].t_s)
+        live = [ch for ch in self.leads if present.get(ch, True)]
+        out: list[tuple[Detection, Channel, tuple[str, ...], float]] = []
+        while self._pending and self._pending[0][1].t_s < horizon:
+            first = self._pending[0][1].t_s
+            group: dict[Channel, Detection] = {}
+            rest: list[tuple[Channel, Detection]] = []
+            for ch, d in self._pending:
+                if d.t_s - first <= FUSE_S and ch not in group:
+                    group[ch] = d
+                else:
+                    rest.append((ch, d))
+            self._pending = rest
+            beat = self._vote(group, live)
+            if beat is not None:
+                out.append(beat)
+        return out
+
+    def _vote(
+        self, group: Mapping[Channel, Detection], live: Iterable[Channel]
+    ) -> tuple[Detection, Channel, tuple[str, ...], float] | None:
+        live = list(live)
+        saw = [ch for ch in group if ch in live]
+        if not saw:
+            return None
+        w = {ch: max(self.weights[ch].value, 1e-3) for ch in live}
+        for_ = sum(w[ch] for ch in saw)
+        against = sum(w[ch] for ch in live if ch not in group)
+        accepted = len(live) == 1 or for_ >= against
+        for ch in live:
+            self.weights[ch].update("seen" if accepted else "confirmed", 1.0)
+        for ch in saw:
+            self.weights[ch].update("shape", group[ch].corr)
+            self.weights[ch].update("confirmed", 1.0 if accepted else 0.0)
+        if accepted:
+            for ch in live:
+                if ch not in group:
+                    self.weights[ch].update("seen", 0.0)
+        if not accepted:
+            return None
+        timing = max(saw, key=lambda ch: w[ch])
+        d = group[timing]
+        prev = self._last_fused
+        valid = (
+            prev is not None
+            and any(group[ch].valid for ch in saw)
+            and d.t_s - prev.t_s < 60.0 / 25.0
+        )
+        corr = sum(w[ch] * group[ch].corr for ch in saw) / for_
+        fused = Detection(d.t_s, d.size, corr, valid, d.t_feature_s)
+        self._last_fused = fused
+        share = for_ / (for_ + against)
+        return fused, timing, tuple(ch.lead or ch.role.value for ch in saw), share
+
+    # -- classification ----------------------------------------------------------------------
+    def _classify(
+        self, fused: list[tuple[Detection, Channel, tuple[str, ...], float]], t_s: float
+    ) -> list[Beat]:
+        if self.classifier is None:
+            return [
+                Beat(d.t_s, Role.ECG, ch.lead, BeatClass.Q, share * d.corr, leads)
+                for d, ch, leads, share in fused
+            ]
+        self._unclassified.extend(fused)
+        for d, _ch, leads, _share in fused:
+            self.classifier.add_beat(d.t_s, leads)
+        out = []
+        for c in self.classifier.classified():
+            while self._unclassified and self._unclassified[0][0].t_s < c.t_s - 1e-6:
+                self._unclassified.pop(0)  # the classifier never skips one; defensive
+            if not self._unclassified:
+                break
+            d, ch, leads, share = self._unclassified.pop(0)
+            out.append(Beat(d.t_s, Role.ECG, ch.lead, c.beat_class, share * d.corr, leads))
+        return out
+
+
+def _make_classifier(leads: list[str]):  # type: ignore[no-untyped-def]
+    """The beat classifier (``device.beats.classify``), or None where none is installed."""
+    try:
+        from device.beats.classify import BeatClassifier
+    except ImportError:
+        return None
+    return BeatClassifier(leads, CARDIAC_FS_HZ)
