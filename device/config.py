@@ -45,7 +45,7 @@ class ConfigError(UserError):
 
 
 #: the roles a channel may have (device.recording.ROLES, without importing numpy here)
-KNOWN_ROLES = ("ecg", "ppg", "resp", "audio")
+KNOWN_ROLES = ("ecg", "ppg", "resp", "audio", "abp")
 
 
 @dataclass
@@ -122,14 +122,16 @@ class StateConfig:
 class RecordingConfig:
     fs_hz: float | None = doc("sample rate of CSV recordings without a 'Time [s]' column", None)
     roles: dict[str, str] = doc(
-        "column name -> role (ecg, ppg, resp, audio); empty: BIDMC names (II, PLETH, RESP)",
+        "column (CSV) or signal (WFDB) name -> role (ecg, ppg, abp, resp, audio; an ECG lead as "
+        "ecg:LEAD, e.g. V = \"ecg:V\"); empty: BIDMC names (II, PLETH, RESP), WFDB names "
+        "(every ECG lead, PLETH, ABP/ART, RESP)",
         factory=dict,
     )
 
     def validate(self) -> tuple[str, str] | None:
         if self.fs_hz is not None and not self.fs_hz > 0:
             return "fs_hz", f"{self.fs_hz:g} Hz is not a positive sample rate"
-        bad = sorted({r for r in self.roles.values() if r not in KNOWN_ROLES})
+        bad = sorted({r for r in self.roles.values() if r.partition(":")[0] not in KNOWN_ROLES})
         if bad:
             return "roles", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
         return None
@@ -143,7 +145,7 @@ class ReplayConfig:
     use: list[str] = doc("roles of the recording to use (empty: all it has)", factory=list)
 
     def validate(self) -> tuple[str, str] | None:
-        bad = sorted({r for r in self.use if r not in KNOWN_ROLES})
+        bad = sorted({r for r in self.use if r.partition(":")[0] not in KNOWN_ROLES})
         if bad:
             return "use", f"unknown role(s) {', '.join(bad)}; use {', '.join(KNOWN_ROLES)}"
         return None
@@ -313,6 +315,35 @@ class AlarmsConfig:
     poor_signal_s: float = doc(
         "signal quality too low to measure for this long raises poor_signal", 10.0
     )
+    asystole_s: float = doc(
+        "asystole: no QRS for this long on every ECG lead that carries signal, and no pulse on "
+        "any pulse channel (pleth, arterial line) that carries one",
+        4.0,
+    )
+    extreme_bradycardia_bpm: float = doc(
+        "extreme_bradycardia: heart rate below this over extreme_bradycardia_beats beats", 40.0
+    )
+    extreme_bradycardia_beats: int = doc(
+        "consecutive beats the extreme bradycardia rate is measured over", 5
+    )
+    extreme_tachycardia_bpm: float = doc(
+        "extreme_tachycardia: heart rate above this over extreme_tachycardia_beats beats", 140.0
+    )
+    extreme_tachycardia_beats: int = doc(
+        "consecutive beats the extreme tachycardia rate is measured over", 17
+    )
+    ventricular_tachycardia_bpm: float = doc(
+        "ventricular_tachycardia: a run of ventricular beats faster than this", 100.0
+    )
+    ventricular_tachycardia_beats: int = doc(
+        "ventricular_tachycardia: at least this many consecutive ventricular beats", 5
+    )
+    ventricular_fibrillation_s: float = doc(
+        "ventricular_fibrillation: a fibrillatory, flutter or oscillatory ECG for this long", 4.0
+    )
+    ventricular_fibrillation_score: float = doc(
+        "a lead's VF score (0-1) at or above this counts as a fibrillatory waveform", 0.5
+    )
     latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
     rate_error_percent: float = doc(
         "a live source whose measured sample rate is off its nominal rate by more than this "
@@ -320,9 +351,16 @@ class AlarmsConfig:
         1.0,
     )
     enabled: list[str] = doc(
-        "conditions to evaluate (default all): hr_high, hr_low, rr_high, rr_low, apnea, "
-        "signal_lost, sensor_off, poor_signal, inference_error, rate_off, store_failed",
+        "conditions to evaluate (default all): asystole, extreme_bradycardia, "
+        "extreme_tachycardia, ventricular_tachycardia, ventricular_fibrillation, hr_high, "
+        "hr_low, rr_high, rr_low, apnea, signal_lost, sensor_off, poor_signal, "
+        "inference_error, rate_off, store_failed",
         factory=lambda: [
+            "asystole",
+            "extreme_bradycardia",
+            "extreme_tachycardia",
+            "ventricular_tachycardia",
+            "ventricular_fibrillation",
             "hr_high",
             "hr_low",
             "rr_high",
@@ -352,6 +390,19 @@ class AlarmsConfig:
             return "hr_low_severe_bpm", "must be at or below hr_low_bpm"
         if self.apnea_delay_s < 5.0 or self.apnea_delay_s > 60.0:
             return "apnea_delay_s", f"{self.apnea_delay_s} is outside 5 to 60 s"
+        if not 2.0 <= self.asystole_s <= 15.0:
+            return "asystole_s", f"{self.asystole_s} is outside 2 to 15 s"
+        if not 2.0 <= self.ventricular_fibrillation_s <= 15.0:
+            return "ventricular_fibrillation_s", f"{self.ventricular_fibrillation_s} is outside 2 to 15 s"
+        for key in (
+            "extreme_bradycardia_beats",
+            "extreme_tachycardia_beats",
+            "ventricular_tachycardia_beats",
+        ):
+            if not 2 <= getattr(self, key) <= 30:
+                return key, f"{getattr(self, key)} is outside 2 to 30 beats"
+        if not 0.0 < self.ventricular_fibrillation_score <= 1.0:
+            return "ventricular_fibrillation_score", "must be above 0 and at most 1"
         unknown = [c for c in self.enabled if c not in CONDITIONS]
         if unknown:
             return "enabled", f"unknown condition(s) {', '.join(unknown)}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.dsp.quality import SensorOff
+from device.dsp.quality import FLAT_SHARE, SensorOff
 from device.roles import Role
 
 #: Windows judged for flat/saturated signal. Cardiac signals swing every beat, so a few seconds
@@ -45,7 +45,10 @@ class RoleTracker:
         self.good_since: float | None = None
         self.window_s = max(sensor_off_s, OFF_WINDOW_S.get(role, sensor_off_s))
         self._seconds: deque[np.ndarray] = deque(maxlen=max(1, int(round(self.window_s))))
-        self._judge = SensorOff()
+        # An ECG that falls to a low, quiet line may be an asystole, the one thing it must
+        # never be mistaken for a detached lead: only a constant reading (an open input) or a
+        # rail says an ECG lead is off. Other sensors go near-flat when detached.
+        self._judge = SensorOff(flat_share=0.0 if role == Role.ECG else FLAT_SHARE)
 
     def update(self, t_s: float, x: np.ndarray, has_estimate: bool) -> RoleInput:
         finite = np.isfinite(x)

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from device.alarms import AlarmEngine, AlarmEvent, AlarmInputs, RoleState
+from device.beats.beat import Beat
 from device.config import Config
 from device.messages import Vitals
 from device.pipeline import Pipeline, Second, default_estimators
 from device.roles import Role
 
-#: What the core emits: vitals once per second, alarm events as they happen.
-Message = Vitals | AlarmEvent
+#: What the core emits: vitals once per second, alarm events as they happen (and, when asked
+#: for, each beat of the beat stream once it is final).
+Message = Vitals | AlarmEvent | Beat
 
 
 class Monitor:
@@ -43,6 +45,8 @@ class Monitor:
         self.faults: dict[str, str] = {}
         #: each role's source rate error as the shell measured it (None: not known)
         self.rate_errors: dict[str, float | None] = {}
+        #: also emit each beat (``bedside process --beats``); the daemon does not publish them
+        self.emit_beats = False
 
     @classmethod
     def for_inputs(
@@ -66,11 +70,14 @@ class Monitor:
         self.pipeline.feed_gap(role, n_samples)
 
     def step(self) -> list[Message]:
-        """Messages (Vitals, then alarm events) for every second now complete."""
+        """Messages (the beats now final when ``emit_beats``, Vitals, then alarm events) for
+        every second now complete."""
         out: list[Message] = []
         while self.pipeline.ready():
             second = self.pipeline.advance()
             self.last = second
+            if self.emit_beats:
+                out.extend(second.beats.beats)
             out.append(second.vitals)
             out.extend(self.alarms.update(second.t_s, self.alarm_inputs(second)))
         return out
@@ -121,6 +128,7 @@ class Monitor:
             breathing_monitored=breathing,
             roles=roles,
             faults=dict(self.faults),
+            cardiac=second.cardiac,
         )
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from device.beats.beat import Beat
+from device.beats.evidence import CardiacEvidence, EvidenceTracker
 from device.beats.stream import BeatsStep, BeatStream
 from device.dsp.gaps import HoldGaps
 from device.dsp.polyphase import AudioStream
@@ -59,7 +60,9 @@ class Second:
       (None without an impedance role, or before the first breath);
     - ``beats``: what the beat stream says of this second (the beats now final, each
       channel's detections, the ECG leads' weights);
-    - ``raw``: each channel's samples of this second as they arrived (NaN: missing).
+    - ``raw``: each channel's samples of this second as they arrived (NaN: missing);
+    - ``cardiac``: the evidence the arrhythmia conditions judge (None without a cardiac
+      channel).
     """
 
     t_s: float
@@ -70,6 +73,7 @@ class Second:
     last_breath_s: float | None
     beats: BeatsStep = field(default_factory=lambda: BeatsStep({}, ()))
     raw: Mapping[Channel, np.ndarray] = field(default_factory=dict)
+    cardiac: CardiacEvidence | None = None
 
     def input(self, role: Role) -> RoleInput | None:
         """The input state of ``role``'s first channel (None: not an input)."""
@@ -161,6 +165,7 @@ class Pipeline:
                 self._stream(ch, CARDIAC_FS_HZ)
                 delays[ch] = Resampler(fs, CARDIAC_FS_HZ).delay_s()
         self.beats = BeatStream(delays)
+        self._evidence = EvidenceTracker(list(delays)) if delays else None
         self._beat_fed = [e for e in self.estimators if getattr(e, "beat_role", None) is not None]
         for est in self.estimators:
             self._route(est)
@@ -292,6 +297,11 @@ class Pipeline:
             for ch, tracker in self._trackers.items()
         }
         self._present = {ch: inp.lost_s < 1.0 and inp.off_s == 0 for ch, inp in inputs.items()}
+        cardiac = (
+            self._evidence.update(t_s, beats, inputs, self.beats.last_beat_s)
+            if self._evidence is not None
+            else None
+        )
         hr = _choose(estimates.values(), Quantity.HR, HR_PREFERENCE)
         rr = _choose(estimates.values(), Quantity.RR, RR_PREFERENCE)
         vitals = Vitals(
@@ -314,6 +324,7 @@ class Pipeline:
             last_breath_s=detector.last_breath_s if detector is not None else None,
             beats=beats,
             raw=raw,
+            cardiac=cardiac,
         )
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from device.config import AlarmsConfig
 from device.roles import Quantity
+
+if TYPE_CHECKING:
+    from device.beats.evidence import CardiacEvidence
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class AlarmInputs:
     #: faults of the appliance itself that the shell reports (condition key -> what is
     #: wrong), e.g. {"store_failed": "cannot write /var/lib/bedside/... (disk full)"}
     faults: Mapping[str, str] = field(default_factory=dict)
+    #: what the beat stream shows of the heart (leads, pulses, recent beats), for the
+    #: arrhythmia conditions; None without a cardiac channel
+    cardiac: CardiacEvidence | None = None
 
 
 @dataclass(frozen=True)

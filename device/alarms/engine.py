@@ -227,8 +227,11 @@ class AlarmEngine:
         out: list[AlarmEvent] = []
         if chk.still or chk.present:
             alarm.value = chk.value if chk.value is not None else alarm.value
-            if not alarm.present:  # a latched alarm whose condition came back
-                alarm.present = True
+            if not alarm.present:  # a latched alarm
+                if not chk.present:
+                    return out  # stays latched until its condition is really back
+                alarm.present = True  # the condition came back: no longer latched
+                out.append(alarm.event(t_s))
             if PRIORITIES.index(chk.priority) > PRIORITIES.index(alarm.priority):
                 alarm.priority = chk.priority  # escalation, e.g. HR now above 150
                 out.append(alarm.event(t_s))

@@ -36,6 +36,14 @@ T_WAVE_RATIO = 0.3
 SEARCHBACK_GAP = 1.5
 SEARCHBACK = 0.05
 NOISE_MULTIPLE = 4.0
+#: The level also remembers the last beats' sizes, decaying slowly once beats stop: a
+#: candidate must reach this fraction of it. The 6 s level alone sinks within seconds of the
+#: last QRS, after which P waves and noise of an asystole would pass its threshold; a real
+#: change of lead or gain is followed as the memory decays (half-life 20 s from 2 s after the
+#: last beat).
+LONG_FRACTION = 0.08
+LONG_BEATS = 8
+LONG_HALF_LIFE_S = 20.0
 #: Where the R peak lies relative to the energy lobe's peak: the lobe peaks at the end of the
 #: QRS (the integration trails it by up to 150 ms, the band-pass by ~20 ms).
 R_SEARCH_S = (0.20, 0.0)
@@ -81,7 +89,7 @@ class QrsDetector(ChannelDetector):
     def _decide(
         self, p: int, size: float, f: np.ndarray, a0: int, level: float
     ) -> list[tuple[int, float]]:
-        if size < THRESHOLD * level:
+        if size < THRESHOLD * level or size < LONG_FRACTION * self._long_level(p):
             return []
         last = self.last_beat
         if last is not None and p <= last + self.refractory - 1:
@@ -95,6 +103,15 @@ class QrsDetector(ChannelDetector):
         out = self._search_back(p, level)
         out.append((p, size))
         return out
+
+    def _long_level(self, p: int) -> float:
+        """The median size of the last beats, halved for every 20 s without a beat (from 2 s
+        after the last one)."""
+        if not self._beats:
+            return 0.0
+        sizes = [h for _, h in list(self._beats)[-LONG_BEATS:]]
+        idle = (p - self._beats[-1][0]) / self.fs_hz - 2.0
+        return median(sizes) * (0.5 ** (max(0.0, idle) / LONG_HALF_LIFE_S))
 
     def _search_back(self, p: int, level: float) -> list[tuple[int, float]]:
         """Pan-Tompkins search-back: a gap between the last beat and this one longer than
@@ -112,7 +129,11 @@ class QrsDetector(ChannelDetector):
         if p - last <= SEARCHBACK_GAP * typical:
             return []
         cands = self.candidates()
-        floor = max(SEARCHBACK * level, NOISE_MULTIPLE * _lower_quartile([h for _, h in cands]))
+        floor = max(
+            SEARCHBACK * level,
+            NOISE_MULTIPLE * _lower_quartile([h for _, h in cands]),
+            LONG_FRACTION * self._long_level(p),
+        )
         r = self.refractory
         bounds = [last, p]
         added: list[tuple[int, float]] = []

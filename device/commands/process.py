@@ -7,9 +7,19 @@ Each second of signal time gives one line:
 followed by alarm events (``"type": "alarm"``) as they happen. This is the same core the
 daemon runs, so a recording processed here gives what the ward would have seen.
 
+With ``--beats``, each beat the core detected is a line too, once it is final (its class
+needs a beat or two after it), before the second it became final in:
+
+  {"type": "beat", "t_s": 12.345, "role": "ecg", "lead": "MLII", "class": "N", "quality": 0.93,
+   "leads": ["MLII", "V1"]}
+
+``t_s`` is the R peak (ECG; one line per heartbeat however many leads saw it) or the pulse
+upstroke (a PPG or ABP pulse: role ppg or abp, class Q) in signal seconds.
+
 Examples:
   bedside process bidmc_01_Signals.csv.gz --jsonl out.jsonl
   bedside process bidmc_01_Signals.csv.gz --jsonl - --use ppg     # as if only a pulse oximeter
+  bedside process 208.hea --jsonl beats.jsonl --beats             # a WFDB record (MIT-BIH)
 """
 
 from __future__ import annotations
@@ -17,19 +27,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from device.beats.beat import Beat
 from device.messages import Vitals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="recording: BIDMC-format .csv/.csv.gz, or .wav")
+    p.add_argument(
+        "input",
+        help="recording: BIDMC-format .csv/.csv.gz, .wav, or a WFDB record's .hea "
+        "(formats 16, 212, 516 and .mat; needs the wfdb extra)",
+    )
     p.add_argument(
         "--jsonl", required=True, metavar="OUT", help="where to write JSON lines ('-' for stdout)"
     )
     p.add_argument(
         "--use",
         metavar="ROLES",
-        help="comma list of roles the pipeline may see (ecg,ppg,resp,audio); others are hidden "
-        "as if the device lacked those sensors. Default: every role the recording has",
+        help="comma list of roles the pipeline may see (ecg,ppg,abp,resp,audio; one ECG lead "
+        "as ecg:LEAD); others are hidden as if the device lacked those sensors. Default: every "
+        "role the recording has",
+    )
+    p.add_argument(
+        "--beats",
+        action="store_true",
+        help="also write one line per detected beat (time, role, lead, AAMI class, quality)",
     )
     p.add_argument(
         "--config", metavar="FILE", help="TOML config (limits, estimators, column roles)"
@@ -73,12 +94,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"bedside process: warning: {line}", file=sys.stderr)
     sink = JsonlSink(JsonlConfig(path=args.jsonl, append=False))
     sink.start()
-    n_vitals = n_hr = n_rr = n_alarms = 0
+    n_vitals = n_hr = n_rr = n_alarms = n_beats = 0
     used: dict[str, set[str]] = {"hr": set(), "rr": set()}
     try:
-        for msg in process_recording(rec, cfg, chunk=args.chunk):
+        for msg in process_recording(rec, cfg, chunk=args.chunk, beats=args.beats):
             sink.send(msg, 0.0)
-            if isinstance(msg, Vitals):
+            if isinstance(msg, Beat):
+                n_beats += 1
+            elif isinstance(msg, Vitals):
                 n_vitals += 1
                 n_hr += msg.hr_bpm is not None
                 n_rr += msg.rr_bpm is not None
@@ -98,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         f"{n_vitals} vitals (HR in {_share(n_hr, n_vitals)}, from "
         f"{', '.join(sorted(used['hr'])) or '-'}; RR in {_share(n_rr, n_vitals)}, from "
         f"{', '.join(sorted(used['rr'])) or '-'}), {n_alarms} alarm events, "
-        f"{took:.1f} s ({rec.duration_s / max(took, 1e-9):.0f}x real time)",
+        + (f"{n_beats} beats, " if args.beats else "")
+        + f"{took:.1f} s ({rec.duration_s / max(took, 1e-9):.0f}x real time)",
         file=sys.stderr,
     )
     return 0

@@ -62,15 +62,18 @@ class SensorOff:
     """Is the sensor off: its window ``"flat"`` or ``"saturated"``, or ``""`` when it swings
     normally? (see the module docstring)"""
 
-    def __init__(self, history: int = 60) -> None:
+    def __init__(self, history: int = 60, flat_share: float = FLAT_SHARE) -> None:
+        """``flat_share``: the share of the typical swing below which a window is flat (0: only
+        an exactly constant window is flat)."""
         self._ptp: deque[float] = deque(maxlen=history)  # peak-to-peak of recent good windows
+        self.flat_share = flat_share
 
     def __call__(self, w: np.ndarray) -> str:
         top, bottom = w.max(), w.min()
         ptp = float(top - bottom)  # np.ptp
         typical = median(self._ptp) if self._ptp else 0.0
         at_rail = max(int(np.count_nonzero(w == top)), int(np.count_nonzero(w == bottom)))
-        if ptp == 0.0 or (typical > 0 and ptp < FLAT_SHARE * typical):
+        if ptp == 0.0 or (typical > 0 and ptp < self.flat_share * typical):
             return "flat"
         if at_rail >= SATURATED_SHARE * len(w):
             return "saturated"
