@@ -73,7 +73,7 @@ from device.roles import CARDIAC_FS_HZ
 WINDOW_S = 4.0
 #: How far behind the newest pushed sample ``judge`` may look (the core may push a little
 #: ahead of the second it judges).
-SLACK_S = 2.0
+SLACK_S = 10.0
 #: ECG band: 1 Hz removes baseline wander, 30 Hz keeps QRS and VF (3-10 Hz) and drops mains
 #: and most muscle noise (the preprocessing band of Amann et al. 2005).
 BAND_HZ = (1.0, 30.0)
@@ -84,6 +84,9 @@ NOISE_HZ = 35.0
 MIN_QUALITY = 0.5
 #: Recent good windows whose peak-to-peak defines a lead's typical swing (1 a second).
 TYPICAL_HISTORY = 60
+#: Version of the feature definitions: bumped whenever a feature, filter or window changes, so
+#: that cached training tables and fitted models are rebuilt.
+FEATURES_VERSION = 1
 #: The classes a model's probabilities are over, in this order.
 CLASSES = ("vf", "vt", "other")
 
@@ -463,7 +466,8 @@ class VentricularRhythm:
         if feats is None:
             return RhythmJudgement(t_s, 0.0, 0.0, 0.0, None, "flat")
         probs = self.model.probabilities(feats.vector()[None, :])[0]
-        if feats.acf_peak >= 0.3:
+        # an organised rhythm repeats at its beat interval; VF's rate is its oscillation
+        if feats.acf_peak >= 0.3 and probs[0] < 0.5:
             rate: float | None = 60.0 / feats.acf_lag_s
         else:
             rate = 60.0 * feats.peak_hz
