@@ -1,6 +1,6 @@
 """VF and VT detection by the ventricular-rhythm detector (device/rhythm/vf.py).
 
-    python bench/vfdb.py [--data ../shared/data] [--folds 11] [--mlp] [--out bench/results/vfdb.json]
+    python bench/vfdb.py [--data ../shared/data] [--folds 11] [--mlp] [--out FILE.json]
 
 1. vfdb, 4 s non-overlapping segments (windows ending at multiples of 4 s), record-held-out
    cross-validation (11 folds; vfdb and mitdb records dealt round-robin; every model and every
@@ -77,13 +77,13 @@ def cinc(data: Path) -> dict[str, Any]:
     """Scores of the shipped model before each f/v alarm (see the module docstring)."""
     model = shipped_model()
     folder = data / "cinc2015"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in (folder / "ALARMS").read_text().split():
         name, kind, label = line.split(",")
         if name[0] not in "fv":
             continue
         fs, names, sig = vf.read_record(folder / name)
-        leads = []
+        leads: list[dict[str, Any]] = []
         for c, ch in enumerate(names):
             if ch.upper() not in vf.ECG_NAMES:
                 continue
@@ -209,7 +209,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_round(res), indent=1) + "\n", encoding="utf-8")
     lg = res["learned"]["logistic"]["vf"]["at_0.5"]
-    print(f"logistic VF: Se {lg['se']:.3f} Sp {lg['sp']:.3f} +P {lg['ppv']:.3f} AUC {lg['auc']:.3f}")
+    print(
+        f"logistic VF: Se {lg['se']:.3f} Sp {lg['sp']:.3f} +P {lg['ppv']:.3f} AUC {lg['auc']:.3f}"
+    )
     print(f"cost: {res['cost']['cpu_us_per_lead_second']:.0f} us per lead-second")
     for k in ("f", "v", "all"):
         c = res["cinc2015"][k]

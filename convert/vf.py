@@ -221,8 +221,14 @@ def load_tables(
                 for i in range(n):
                     tables.append(
                         LeadTable(
-                            str(z[f"record{i}"]), str(z[f"lead{i}"]), z[f"t{i}"], z[f"f{i}"],
-                            z[f"q{i}"], z[f"r{i}"], z[f"l{i}"], z[f"a{i}"],
+                            str(z[f"record{i}"]),
+                            str(z[f"lead{i}"]),
+                            z[f"t{i}"],
+                            z[f"f{i}"],
+                            z[f"q{i}"],
+                            z[f"r{i}"],
+                            z[f"l{i}"],
+                            z[f"a{i}"],
                         )  # fmt: skip
                     )
                 continue
@@ -333,9 +339,7 @@ def fit(
     )
     res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
     ps = unpack(res.x)
-    layers = (
-        ((ps[0], ps[1]), (ps[2], ps[3])) if hidden else ((ps[0], ps[1]),)
-    )
+    layers = ((ps[0], ps[1]), (ps[2], ps[3])) if hidden else ((ps[0], ps[1]),)
     return RhythmModel(
         name, tuple(feats), mean, scale, layers, CLASSES,
         {"kind": "mlp" if hidden else "logistic", "hidden": hidden, "l2": L2,
@@ -383,9 +387,9 @@ def cross_validate(
     return out
 
 
-def model_scorer(hidden: int, seed: int = 1) -> Callable[
-    [Sequence[LeadTable]], Callable[[np.ndarray], np.ndarray]
-]:
+def model_scorer(
+    hidden: int, seed: int = 1
+) -> Callable[[Sequence[LeadTable]], Callable[[np.ndarray], np.ndarray]]:
     def make(train: Sequence[LeadTable]) -> Callable[[np.ndarray], np.ndarray]:
         return fit(train, hidden=hidden, seed=seed).probabilities
 
@@ -409,8 +413,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cache", type=Path, default=Path("build/vf_tables"), metavar="DIR",
         help="feature tables cache (default build/vf_tables)",
     )  # fmt: skip
-
-
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -502,7 +504,7 @@ def barro_rule(f: np.ndarray) -> np.ndarray:
     re-implemented by Amann et al. 2005): VF when M <= 1.55, A1 < 0.38, A2 >= 0.55 and
     A3 <= 0.09. Not fitted: the same on every fold."""
     g = {n: f[:, i] for i, n in enumerate(FEATURE_NAMES)}
-    s = ((g["m_moment"] <= 1.55) & (g["a1"] < 0.38) & (g["a2"] >= 0.55) & (g["a3"] <= 0.09))
+    s = (g["m_moment"] <= 1.55) & (g["a1"] < 0.38) & (g["a2"] >= 0.55) & (g["a3"] <= 0.09)
     s = s.astype(np.float64)
     return np.stack((s, np.zeros_like(s), 1.0 - s), axis=1)
 
@@ -522,7 +524,9 @@ VF_DIRECTION = {
 
 
 def vf_report(
-    tables: Sequence[LeadTable], oof: dict[str, np.ndarray], db: str = "vfdb",
+    tables: Sequence[LeadTable],
+    oof: dict[str, np.ndarray],
+    db: str = "vfdb",
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """VF detection on ``db``'s 4 s segments from out-of-fold scores: VF (VF, VFL, VFIB)
@@ -578,8 +582,10 @@ def vt_report(
     out: dict[str, Any] = {}
     for db in ("vfdb", "mitdb", "all"):
         sv, sf, lab = [], [], []
-        for tb, idx in segments(tables, db) if db != "all" else (
-            segments(tables, "vfdb") + segments(tables, "mitdb")
+        for tb, idx in (
+            segments(tables, db)
+            if db != "all"
+            else (segments(tables, "vfdb") + segments(tables, "mitdb"))
         ):
             s = oof[f"{tb.record}:{tb.lead}"][idx]
             sv.append(s[:, 1])
@@ -620,7 +626,8 @@ def run(args: argparse.Namespace) -> int:
                          "vfdb_vf": vf_report(tables, base)},
         "trained": datetime.date.today().isoformat(),
         "elapsed_s": round(time.time() - t0, 1),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, default=_json_default) + "\n", encoding="utf-8")

@@ -94,6 +94,7 @@ def test_broken_leads_have_low_quality() -> None:
     n = 6 * 125
     cases = {
         "gap": np.full(n, np.nan),
+        "long gap": np.full(5 * n, np.nan),
         "flat": np.full(n, float(good[-1])),
         "lead off (amplifier noise)": good[-1] + 0.002 * scale * rng.standard_normal(n),
         "saturated": np.full(n, float(good.max()) * 3),

@@ -231,25 +231,30 @@ class RhythmModel:
             "layers": [[w.tolist(), b.tolist()] for w, b in self.layers],
         }
 
+    def __post_init__(self) -> None:
+        # which raw feature feeds each input, and which inputs are logarithms (computed once:
+        # the detector runs the model every second on every lead)
+        cols = [FEATURE_NAMES.index(f.removeprefix("log:")) for f in self.features]
+        object.__setattr__(self, "_cols", np.asarray(cols, dtype=np.int64))
+        logs = [f.startswith("log:") for f in self.features]
+        object.__setattr__(self, "_logs", np.asarray(logs, dtype=bool))
+
     def inputs(self, feats: np.ndarray) -> np.ndarray:
         """Raw feature rows (n, len(FEATURE_NAMES)) -> standardised model inputs."""
-        cols = []
-        for f in self.features:
-            name = f.removeprefix("log:")
-            v = feats[:, FEATURE_NAMES.index(name)]
-            cols.append(np.log(1e-3 + np.maximum(v, 0.0)) if f.startswith("log:") else v)
-        x = np.stack(cols, axis=1)
+        x = np.array(np.atleast_2d(feats)[:, self._cols], dtype=np.float64)  # type: ignore[attr-defined]
+        logs = self._logs  # type: ignore[attr-defined]
+        x[:, logs] = np.log(1e-3 + np.maximum(x[:, logs], 0.0))
         return np.asarray(np.clip((x - self.mean) / self.scale, -6.0, 6.0))
 
     def probabilities(self, feats: np.ndarray) -> np.ndarray:
         """Raw feature rows (n, len(FEATURE_NAMES)) -> class probabilities (n, 3)."""
-        h = self.inputs(np.atleast_2d(feats))
+        h = self.inputs(feats)
+        last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
-            if i < len(self.layers) - 1:
+            if i < last:
                 h = np.maximum(h, 0.0)
-        h = h - h.max(axis=1, keepdims=True)
-        e = np.exp(h)
+        e = np.exp(h - h.max(axis=1, keepdims=True))
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
@@ -300,12 +305,20 @@ def _tables(fs: float) -> _Tables:
 
 def window_features(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> RhythmFeatures | None:
     """The features of one band-passed window (``WINDOW_S`` at ``fs``); None if it is flat."""
+    v = feature_vector(b, fs)
+    return None if v is None else RhythmFeatures(*v.tolist())
+
+
+def feature_vector(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> np.ndarray | None:
+    """``window_features`` as an array in ``FEATURE_NAMES`` order (what the model reads)."""
     t = _tables(fs)
     b = np.asarray(b, dtype=np.float64)
     n = len(b)
     a = np.abs(b)
     amax = float(a.max())
-    if not amax > 0.0 or n != t.n:
+    # a held gap or a flat lead leaves only the filters' decaying ringing: below 1e-50 in any
+    # unit there is no signal, and powers of it would underflow
+    if not 1e-50 < amax < 1e50 or n != t.n:
         return None
     dur = n / fs
     # TCSC: tapered, normalised, share above 0.2
@@ -376,29 +389,11 @@ def window_features(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> RhythmFeatures 
     subs = b[: (n // t.sub) * t.sub].reshape(-1, t.sub)
     ptp = subs.max(axis=1) - subs.min(axis=1)
     amp_ratio = float(ptp.min()) / max(float(ptp.max()), 1e-300)
-    return RhythmFeatures(
-        tcsc=tcsc,
-        mav=mav,
-        leakage=leakage,
-        half_period_s=half / fs,
-        m_moment=m_moment,
-        a1=a1,
-        a2=a2,
-        a3=a3,
-        peak_hz=f_peak,
-        psr=psr,
-        tc_rate_hz=tc_rate,
-        count1=count1,
-        count2=count2,
-        count3=count3,
-        kurtosis=kurt,
-        hf_share=hf_share,
-        spectral_entropy=spectral_entropy,
-        acf_peak=acf_peak,
-        acf_lag_s=acf_lag_s,
-        zc_rate_hz=zc_rate,
-        amp_ratio=amp_ratio,
-    )
+    return np.array(
+        (tcsc, mav, leakage, half / fs, m_moment, a1, a2, a3, f_peak, psr, tc_rate, count1,
+         count2, count3, kurt, hf_share, spectral_entropy, acf_peak, acf_lag_s, zc_rate,
+         amp_ratio)
+    )  # fmt: skip
 
 
 def _ramp_down(v: float, full: float, none: float) -> float:
@@ -462,18 +457,17 @@ class VentricularRhythm:
         raw = self._window(self._raw, lag)
         gap_share = float(self._window(self._gap, lag).mean())
         quality, detail, ptp = self._quality(b, raw, self._window(self._hf, lag), gap_share)
-        feats = window_features(b, self.fs_hz)
-        if feats is None:
+        vec = feature_vector(b, self.fs_hz)
+        if vec is None:
             return RhythmJudgement(t_s, 0.0, 0.0, 0.0, None, "flat")
-        probs = self.model.probabilities(feats.vector()[None, :])[0]
+        feats = RhythmFeatures(*vec.tolist())
+        probs = self.model.probabilities(vec)[0]
         # an organised rhythm repeats at its beat interval; VF's rate is its oscillation
         if feats.acf_peak >= 0.3 and probs[0] < 0.5:
             rate: float | None = 60.0 / feats.acf_lag_s
         else:
             rate = 60.0 * feats.peak_hz
-        return RhythmJudgement(
-            t_s, float(probs[0]), float(probs[1]), quality, rate, detail, feats
-        )
+        return RhythmJudgement(t_s, float(probs[0]), float(probs[1]), quality, rate, detail, feats)
 
     def _quality(
         self, b: np.ndarray, raw: np.ndarray, hf: np.ndarray, gap_share: float
@@ -502,7 +496,9 @@ class VentricularRhythm:
         typical = median(self._typical) if len(self._typical) >= 5 else 0.0
         if typical > 0.0:
             rel = ptp / typical
-            factors.append((min(max((rel - FLAT_NONE) / (FLAT_FULL - FLAT_NONE), 0.0), 1.0), "flat"))
+            factors.append(
+                (min(max((rel - FLAT_NONE) / (FLAT_FULL - FLAT_NONE), 0.0), 1.0), "flat")
+            )
             factors.append((_ramp_down(rel, BURST_FULL, BURST_NONE), "artefact"))
         quality, why = min(factors, key=lambda f: f[0])
         technical = min(f[0] for f in factors[:4])
