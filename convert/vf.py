@@ -531,9 +531,9 @@ def vf_report(
 ) -> dict[str, Any]:
     """VF detection on ``db``'s 4 s segments from out-of-fold scores: VF (VF, VFL, VFIB)
     against every other rhythm, leaving out segments that span a rhythm change, that are
-    annotated noise, or whose lead quality is below ``MIN_QUALITY``'s half... (none in vfdb,
-    which has no gaps; counted). Also the share called VF per annotated rhythm and the AHA
-    groups (coarse VF >= 0.2 mV peak-to-peak, fine VF below)."""
+    annotated noise, or that lie before the first annotation (counted). The score is used
+    whatever the detector's quality. Also the share called VF per annotated rhythm and the AHA
+    groups (coarse VF >= 0.2 mV peak-to-peak of the band-passed window, fine VF below)."""
     sc, lab, rhy, amp = [], [], [], []
     for tb, idx in segments(tables, db):
         s = oof[f"{tb.record}:{tb.lead}"][idx, 0]
