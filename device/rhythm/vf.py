@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,9 @@ class RhythmModel:
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
     classes: tuple[str, ...]
     meta: dict[str, Any]
+    #: which raw feature feeds each input, and which inputs are logarithms (set once)
+    _cols: np.ndarray = field(init=False, repr=False, compare=False)
+    _logs: np.ndarray = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model") -> RhythmModel:
@@ -241,8 +244,8 @@ class RhythmModel:
 
     def inputs(self, feats: np.ndarray) -> np.ndarray:
         """Raw feature rows (n, len(FEATURE_NAMES)) -> standardised model inputs."""
-        x = np.array(np.atleast_2d(feats)[:, self._cols], dtype=np.float64)  # type: ignore[attr-defined]
-        logs = self._logs  # type: ignore[attr-defined]
+        x = np.array(np.atleast_2d(feats)[:, self._cols], dtype=np.float64)
+        logs = self._logs
         x[:, logs] = np.log(1e-3 + np.maximum(x[:, logs], 0.0))
         return np.asarray(np.clip((x - self.mean) / self.scale, -6.0, 6.0))
 
