@@ -126,6 +126,9 @@ def test_shipped_model_and_broken_models() -> None:
     model = RhythmModel.from_dict(data)
     p = model.probabilities(np.ones((2, len(FEATURE_NAMES))))
     assert p.shape == (2, 3) and np.allclose(p.sum(axis=1), 1.0)
+    rows = np.abs(np.random.default_rng(1).standard_normal((50, len(FEATURE_NAMES))))
+    one = np.stack([model.probabilities_one(r) for r in rows])  # the detector's path
+    assert np.allclose(one, model.probabilities(rows), rtol=0, atol=1e-12)
     assert data["cv"]["split"] == "by record"
     for broken in (
         {**data, "features": ["no_such_feature"]},

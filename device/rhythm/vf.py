@@ -249,6 +249,21 @@ class RhythmModel:
         x[:, logs] = np.log(1e-3 + np.maximum(x[:, logs], 0.0))
         return np.asarray(np.clip((x - self.mean) / self.scale, -6.0, 6.0))
 
+    def probabilities_one(self, vec: np.ndarray) -> np.ndarray:
+        """``probabilities`` of one feature vector (the detector's per-second path: the same
+        arithmetic on 1-D arrays, without the 2-D bookkeeping)."""
+        x = vec[self._cols]
+        logs = self._logs
+        x[logs] = np.log(1e-3 + np.maximum(x[logs], 0.0))
+        h = np.minimum(np.maximum((x - self.mean) / self.scale, -6.0), 6.0)
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if i < last:
+                h = np.maximum(h, 0.0)
+        e = np.exp(h - h.max())
+        return np.asarray(e / e.sum())
+
     def probabilities(self, feats: np.ndarray) -> np.ndarray:
         """Raw feature rows (n, len(FEATURE_NAMES)) -> class probabilities (n, 3)."""
         h = self.inputs(feats)
@@ -297,6 +312,8 @@ class _Tables:
         # (40-240 beats/min)
         self.nfft2 = 2 * self.nfft
         self.lag_lo, self.lag_hi = int(round(0.25 * fs)), int(round(1.5 * fs))
+        # unbiased autocorrelation at those lags, scaled so lag 0 reads 1: n / (n - lag)
+        self.unbias = n / (n - np.arange(self.lag_lo, self.lag_hi + 1, dtype=np.float64))
         self.tau = int(round(0.5 * fs))  # phase-space delay (Amann 2007)
         self.sub = int(round(fs))  # 1 s sub-windows
 
@@ -327,7 +344,7 @@ def feature_vector(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> np.ndarray | Non
     # TCSC: tapered, normalised, share above 0.2
     y = np.abs(b * t.taper)
     tcsc = float(np.count_nonzero(y > 0.2 * float(y.max()))) / n
-    mean_a = float(a.mean())
+    mean_a = float(a.sum()) / n
     mav = mean_a / amax
     # VF filter: half-period from the mean slope, then the leakage of a notch at that period
     slope = float(np.abs(np.diff(b)).sum())
@@ -365,11 +382,10 @@ def feature_vector(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> np.ndarray | Non
     nz = p[p > 0]
     spectral_entropy = float(-(nz * np.log(nz)).sum()) / math.log(len(p))
     # regularity: the autocorrelation's highest peak at 0.25-1.5 s
-    z = b - float(b.mean())
+    z = b - float(b.sum()) / n
     r = np.fft.irfft(np.abs(np.fft.rfft(z, t.nfft2)) ** 2, t.nfft2)[: t.lag_hi + 1]
     r0 = float(r[0])
-    seg = r[t.lag_lo : t.lag_hi + 1] / np.maximum(n - np.arange(t.lag_lo, t.lag_hi + 1), 1)
-    seg = seg * n / max(r0, 1e-300)
+    seg = r[t.lag_lo : t.lag_hi + 1] * (t.unbias / max(r0, 1e-300))
     j = int(np.argmax(seg))
     acf_peak, acf_lag_s = float(seg[j]), (t.lag_lo + j) / fs
     # phase space: share of a 40 x 40 grid visited
@@ -383,12 +399,13 @@ def feature_vector(b: np.ndarray, fs: float = CARDIAC_FS_HZ) -> np.ndarray | Non
     sign = b > 0
     zc_rate = float(np.count_nonzero(sign[1:] != sign[:-1])) / dur
     # Jekova's counts
-    md = float(np.abs(a - mean_a).mean())
+    md = float(np.abs(a - mean_a).sum()) / n
     count1 = float(np.count_nonzero(a >= 0.5 * amax)) / n
     count2 = float(np.count_nonzero(a >= mean_a)) / n
     count3 = float(np.count_nonzero(np.abs(a - mean_a) <= md)) / n
-    var = float((z * z).mean())
-    kurt = float((z**4).mean()) / max(var * var, 1e-300)
+    z2 = z * z  # (z**4 is a generic power in numpy, ten times dearer than two products)
+    var = float(z2.sum()) / n
+    kurt = float((z2 * z2).sum()) / n / max(var * var, 1e-300)
     subs = b[: (n // t.sub) * t.sub].reshape(-1, t.sub)
     ptp = subs.max(axis=1) - subs.min(axis=1)
     amp_ratio = float(ptp.min()) / max(float(ptp.max()), 1e-300)
@@ -458,13 +475,13 @@ class VentricularRhythm:
             return RhythmJudgement(t_s, 0.0, 0.0, 0.0, None, "starting")
         b = self._window(self._b, lag)
         raw = self._window(self._raw, lag)
-        gap_share = float(self._window(self._gap, lag).mean())
+        gap_share = float(self._window(self._gap, lag).sum()) / self._t.n
         quality, detail, ptp = self._quality(b, raw, self._window(self._hf, lag), gap_share)
         vec = feature_vector(b, self.fs_hz)
         if vec is None:
             return RhythmJudgement(t_s, 0.0, 0.0, 0.0, None, "flat")
         feats = RhythmFeatures(*vec.tolist())
-        probs = self.model.probabilities(vec)[0]
+        probs = self.model.probabilities_one(vec)
         # an organised rhythm repeats at its beat interval; VF's rate is its oscillation
         if feats.acf_peak >= 0.3 and probs[0] < 0.5:
             rate: float | None = 60.0 / feats.acf_lag_s
