@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -46,8 +47,21 @@ AUG_RANGE = {"hr": (40.0, 180.0), "rr": (5.0, 45.0)}
 GATE_COVERAGE = 0.97
 
 
+#: Tasks trained by a module of their own: task -> module with add_arguments(p) and run(args).
+TASK_MODULES = {"vf": "convert.vf"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=("hr", "rr"), help="what the model estimates")
+    import sys
+
+    task = next((a for a in sys.argv[1:] if a in TASK_MODULES), None)
+    if task is not None:  # its own options (bedside train vf --help lists them)
+        p.add_argument("task", choices=(task,), help="what the model detects")
+        importlib.import_module(TASK_MODULES[task]).add_arguments(p)
+        return
+    p.add_argument(
+        "task", choices=("hr", "rr", *TASK_MODULES), help="what the model estimates or detects"
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -102,6 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task in TASK_MODULES:
+        result: int = importlib.import_module(TASK_MODULES[args.task]).run(args)
+        return result
     roles = [r.strip() for r in args.inputs.split(",") if r.strip()]
     for role in roles:
         key = args.features or f"{args.task}_{role}"
