@@ -339,10 +339,17 @@ class AlarmsConfig:
         "ventricular_tachycardia: at least this many consecutive ventricular beats", 5
     )
     ventricular_fibrillation_s: float = doc(
-        "ventricular_fibrillation: a fibrillatory, flutter or oscillatory ECG for this long", 4.0
+        "ventricular_fibrillation: a fibrillatory, flutter or oscillatory ECG for this long (the "
+        "window each lead's waveform is judged on)",
+        4.0,
     )
     ventricular_fibrillation_score: float = doc(
         "a lead's VF score (0-1) at or above this counts as a fibrillatory waveform", 0.5
+    )
+    ventricular_rhythm_score: float = doc(
+        "ventricular_tachycardia from the waveform: a lead's VT + VF score (0-1) at or above "
+        "this, at a rate above ventricular_tachycardia_bpm, counts as a ventricular rhythm",
+        0.5,
     )
     latch_high: bool = doc("high-priority alarms stay active until acknowledged", True)
     rate_error_percent: float = doc(
@@ -401,8 +408,14 @@ class AlarmsConfig:
         ):
             if not 2 <= getattr(self, key) <= 30:
                 return key, f"{getattr(self, key)} is outside 2 to 30 beats"
-        if not 0.0 < self.ventricular_fibrillation_score <= 1.0:
-            return "ventricular_fibrillation_score", "must be above 0 and at most 1"
+        for key in ("ventricular_fibrillation_score", "ventricular_rhythm_score"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                return key, "must be above 0 and at most 1"
+        if self.ventricular_fibrillation_s != 4.0:
+            return (
+                "ventricular_fibrillation_s",
+                "only 4 s is supported: the rhythm model judges 4 s windows",
+            )
         unknown = [c for c in self.enabled if c not in CONDITIONS]
         if unknown:
             return "enabled", f"unknown condition(s) {', '.join(unknown)}"

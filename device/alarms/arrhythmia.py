@@ -25,10 +25,13 @@ from device.alarms.conditions import AlarmInputs, Check, register
 from device.beats.beat import Beat, BeatClass
 from device.beats.evidence import CardiacEvidence, LeadEvidence, PulseEvidence
 from device.config import AlarmsConfig
+from device.rhythm.vf import MIN_QUALITY
 
 #: A rate counted over beats must end this recently: after a pause the condition is judged by
 #: asystole (or by the next beats), not by a rhythm that has stopped.
 RECENT_S = 3.0
+#: VF must be judged on two consecutive 4 s windows (a second apart) before it sounds.
+VF_CONFIRM_S = 2.0
 #: A pulse channel refutes an ECG bradycardia when its own rate is this much higher.
 PULSE_REFUTES_BRADY_BPM = 10.0
 
@@ -162,8 +165,23 @@ class RateOverBeats:
         return [replace(chk, still=still or present)]
 
 
+def _rhythm_lead(ev: CardiacEvidence) -> LeadEvidence | None:
+    """The usable lead whose waveform is the most analysable, when it is analysable enough
+    (``device.rhythm.vf.MIN_QUALITY``): VF and VT are judged on it, since one noisy lead
+    is enough to look like either."""
+    scored = [
+        lead for lead in _leads(ev) if lead.vf_score is not None and lead.rhythm_quality >= MIN_QUALITY
+    ]
+    return max(scored, key=lambda lead: lead.rhythm_quality) if scored else None
+
+
 @dataclass(frozen=True)
 class VentricularTachycardia:
+    """A run of ventricular beats (``ventricular_run``) at over the rate limit; or, on the
+    most analysable lead, a waveform the rhythm model calls ventricular (VT or VF) at over the
+    rate limit (a VT whose broad complexes the beat detector cannot separate). A pulse channel
+    with regular pulses below the rate limit refutes the waveform evidence."""
+
     key: str = "ventricular_tachycardia"
     technical: bool = False
 
@@ -180,22 +198,40 @@ class VentricularTachycardia:
             if n >= 2 and run[-1].t_s > run[0].t_s
             else None
         )
-        present = (
-            recent
-            and n >= cfg.ventricular_tachycardia_beats
-            and rate is not None
-            and rate > limit
+        by_beats = (
+            recent and n >= cfg.ventricular_tachycardia_beats and rate is not None and rate > limit
         )
-        detail = (
-            f"{n} ventricular beats at {rate:.0f} bpm on {_names(_leads(ev))}; {_pulse_note(ev)}"
-            if rate is not None
-            else ""
-        )
-        return [_check(self.key, present, None if rate is None else round(rate, 1), limit, "bpm", detail)]
+        lead = _rhythm_lead(ev)
+        by_wave = False
+        if lead is not None and lead.rhythm_rate is not None and lead.rhythm_rate > limit:
+            ventricular = (lead.vt_score or 0.0) + (lead.vf_score or 0.0)
+            by_wave = ventricular >= cfg.ventricular_rhythm_score
+            slower = [p for p in _pulses(ev) if p.rate_bpm is not None and p.rate_bpm < limit]
+            if by_wave and slower:
+                by_wave = False
+        present = by_beats or by_wave
+        if by_beats and rate is not None:
+            value: float | None = round(rate, 1)
+            detail = f"{n} ventricular beats at {rate:.0f} bpm on {_names(_leads(ev))}"
+        elif by_wave and lead is not None and lead.rhythm_rate is not None:
+            value = round(lead.rhythm_rate, 1)
+            detail = (
+                f"ventricular waveform at {lead.rhythm_rate:.0f}/min on {lead.name} "
+                f"(VT {lead.vt_score:.2f}, VF {lead.vf_score:.2f})"
+            )
+        else:
+            value, detail = (None if rate is None else round(rate, 1)), ""
+        if detail:
+            detail += f"; {_pulse_note(ev)}"
+        return [_check(self.key, present, value, limit, "bpm", detail)]
 
 
 @dataclass(frozen=True)
 class VentricularFibrillation:
+    """On the most analysable lead, a waveform the rhythm model scores as VF or flutter, for
+    two consecutive judgements of its 4 s window; regular pulses on a pulse channel refute
+    it (a fibrillating heart ejects nothing)."""
+
     key: str = "ventricular_fibrillation"
     technical: bool = False
 
@@ -203,30 +239,21 @@ class VentricularFibrillation:
         ev = inp.cardiac
         if ev is None or not ev.monitored:
             return []
-        scored = [lead for lead in _leads(ev) if lead.vf_score is not None]
-        if not scored:
-            return [_check(self.key, False, None, cfg.ventricular_fibrillation_s, "s", "", True)]
-        fib = [lead for lead in scored if (lead.vf_score or 0.0) >= cfg.ventricular_fibrillation_score]
-        # every readable lead must agree: noise on one lead is not fibrillation
-        present = len(fib) == len(scored)
+        lead = _rhythm_lead(ev)
+        if lead is None or lead.vf_score is None:
+            return [_check(self.key, False, None, cfg.ventricular_fibrillation_score, "", "", True)]
+        fib = lead.vf_score >= cfg.ventricular_fibrillation_score
+        pulsing = [p for p in _pulses(ev) if p.pulses_4s >= 2]
+        present = fib and not pulsing
         detail = (
-            "fibrillatory waveform on "
-            + ", ".join(f"{lead.name} ({lead.vf_score:.2f})" for lead in scored)
-            + f"; {_pulse_note(ev)}"
+            f"fibrillatory waveform on {lead.name} (VF {lead.vf_score:.2f} over "
+            f"{cfg.ventricular_fibrillation_s:.0f} s); "
+            + (f"pulse present on {_names(pulsing)}" if pulsing else _pulse_note(ev))
         )
-        return [
-            Check(
-                (self.key, None),
-                present=present,
-                still=present,
-                value=max(lead.vf_score or 0.0 for lead in scored),
-                limit=cfg.ventricular_fibrillation_score,
-                unit="",
-                priority="high",
-                delay_s=cfg.ventricular_fibrillation_s,
-                detail=detail if present else "",
-            )
-        ]
+        chk = _check(
+            self.key, present, lead.vf_score, cfg.ventricular_fibrillation_score, "", detail
+        )
+        return [replace(chk, delay_s=VF_CONFIRM_S)]
 
 
 for _c in (

@@ -42,7 +42,12 @@ class LeadEvidence:
     weight: float  # the fusion's trust in it (0-1)
     since_qrs_s: float | None  # since its last QRS (None: none seen yet)
     reason: str = ""  # why not usable: "lost", "flat", "saturated", "noisy"
-    vf_score: float | None = None  # how much its last seconds look like VF/flutter (0-1)
+    #: its waveform over the last 4 s (``device.rhythm``): how much it looks like VF/flutter
+    #: and like VT (0-1), how analysable it is (0-1), and its dominant rate (per minute)
+    vf_score: float | None = None
+    vt_score: float | None = None
+    rhythm_quality: float = 0.0
+    rhythm_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,6 @@ class EvidenceTracker:
         step: BeatsStep,
         inputs: Mapping[Channel, RoleInput],
         last_beat_s: Mapping[Channel, float],
-        vf_scores: Mapping[Channel, float | None] | None = None,
     ) -> CardiacEvidence:
         for b in step.beats:
             if b.role == Role.ECG:
@@ -117,6 +121,7 @@ class EvidenceTracker:
             if not reason and w < MIN_LEAD_WEIGHT:
                 reason = "noisy"
             last = last_beat_s.get(ch)
+            rj = step.rhythm.get(ch)
             leads.append(
                 LeadEvidence(
                     name=str(ch),
@@ -124,7 +129,10 @@ class EvidenceTracker:
                     weight=round(w, 3),
                     since_qrs_s=None if last is None else t_s - last,
                     reason=reason,
-                    vf_score=(vf_scores or {}).get(ch),
+                    vf_score=None if rj is None else round(rj.vf_score, 3),
+                    vt_score=None if rj is None else round(rj.vt_score, 3),
+                    rhythm_quality=0.0 if rj is None else round(rj.quality, 3),
+                    rhythm_rate=rj.rate_per_min if rj is not None else None,
                 )
             )
         pulses = []

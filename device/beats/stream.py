@@ -25,6 +25,7 @@ from device.beats.beat import Beat, BeatClass, Detection
 from device.beats.channel import ChannelDetector
 from device.beats.pulse import PulseDetector
 from device.beats.qrs import QrsDetector
+from device.rhythm.vf import RhythmJudgement, VentricularRhythm, shipped_model
 from device.roles import CARDIAC_FS_HZ, PULSATILE, Channel, Role
 
 #: Detections of different leads within this much of each other are one heartbeat (the EC57
@@ -61,12 +62,15 @@ class BeatsStep:
       ECG beats, and each pulsatile role's pulses (its first channel);
     - ``beats``: the beats now final, classified, in time order (ECG beats a bounded delay
       after they are detected; pulses at once);
-    - ``lead_weights``: each ECG lead's weight (0 while it is lost or flat).
+    - ``lead_weights``: each ECG lead's weight (0 while it is lost or flat);
+    - ``rhythm``: each ECG lead's VF/VT judgement of the last 4 s.
     """
 
     detections: Mapping[Role, tuple[Detection, ...]]
     beats: tuple[Beat, ...]
     lead_weights: Mapping[Channel, float] = field(default_factory=dict)
+    #: each ECG lead's ventricular rhythm judgement of the last 4 s (``device.rhythm``)
+    rhythm: Mapping[Channel, RhythmJudgement] = field(default_factory=dict)
 
 
 class BeatStream:
@@ -84,6 +88,9 @@ class BeatStream:
                 self.detectors[ch] = PulseDetector(self.fs_hz, delay, ch.lead)
         self.leads = [ch for ch in self.detectors if ch.role == Role.ECG]
         self.weights = {ch: LeadWeight() for ch in self.leads}
+        # VF and VT are judged on the waveform (in VF there are no beats to detect)
+        model = shipped_model() if self.leads else None
+        self.rhythm = {ch: VentricularRhythm(model, self.fs_hz) for ch in self.leads}
         self._pending: list[tuple[Channel, Detection]] = []
         self._last_fused: Detection | None = None
         self._pulse_role_first: dict[Role, Channel] = {}
@@ -112,7 +119,10 @@ class BeatStream:
             self.last_beat_s[channel] = found[-1].t_s
 
     def push_leads(self, samples: Mapping[Channel, np.ndarray]) -> None:
-        """Every ECG lead's samples of the same second, for the beat classifier."""
+        """Every ECG lead's samples of the same second, for the beat classifier and the
+        rhythm judgement."""
+        for ch, det in self.rhythm.items():
+            det.push(samples[ch])
         if self.classifier is not None:
             self.classifier.push({c.lead or c.role.value: samples[c] for c in self.leads})
 
@@ -141,7 +151,8 @@ class BeatStream:
         weights = {
             ch: (w.value if present.get(ch, True) else 0.0) for ch, w in self.weights.items()
         }
-        return BeatsStep(detections, tuple(beats), weights)
+        rhythm = {ch: det.judge(t_s) for ch, det in self.rhythm.items()}
+        return BeatsStep(detections, tuple(beats), weights, rhythm)
 
     # -- fusion ------------------------------------------------------------------------------
     def _fuse(
