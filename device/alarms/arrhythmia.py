@@ -18,7 +18,7 @@ flutter or oscillatory waveform for at least 4 s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from device.alarms.conditions import AlarmInputs, Check, register
@@ -30,8 +30,11 @@ from device.rhythm.vf import MIN_QUALITY
 #: A rate counted over beats must end this recently: after a pause the condition is judged by
 #: asystole (or by the next beats), not by a rhythm that has stopped.
 RECENT_S = 3.0
-#: VF must be judged on two consecutive 4 s windows (a second apart) before it sounds.
-VF_CONFIRM_S = 2.0
+#: A waveform judgement counts once it held for this many consecutive judgements (a second
+#: apart, each of the last 4 s), after the lead has been judged for as long as this warm-up:
+#: one window can be a burst of artefact, and a filter just started is not settled.
+RHYTHM_CONFIRM = 2
+RHYTHM_WARMUP = 6
 #: A pulse channel refutes an ECG bradycardia when its own rate is this much higher.
 PULSE_REFUTES_BRADY_BPM = 10.0
 
@@ -175,6 +178,17 @@ def _rhythm_lead(ev: CardiacEvidence) -> LeadEvidence | None:
     return max(scored, key=lambda lead: lead.rhythm_quality) if scored else None
 
 
+def _sustained(lead: LeadEvidence, judged: Callable[[float, float, float | None], bool]) -> bool:
+    """The lead's last ``RHYTHM_CONFIRM`` judgements all say so (each analysable), after at
+    least ``RHYTHM_WARMUP`` judgements."""
+    hist = lead.rhythm_history
+    if len(hist) < RHYTHM_WARMUP:
+        return False
+    return all(
+        q >= MIN_QUALITY and judged(vf, vt, rate) for vf, vt, rate, q in hist[-RHYTHM_CONFIRM:]
+    )
+
+
 @dataclass(frozen=True)
 class VentricularTachycardia:
     """A run of ventricular beats (``ventricular_run``) at over the rate limit; or, on the
@@ -204,8 +218,12 @@ class VentricularTachycardia:
         lead = _rhythm_lead(ev)
         by_wave = False
         if lead is not None and lead.rhythm_rate is not None and lead.rhythm_rate > limit:
-            ventricular = (lead.vt_score or 0.0) + (lead.vf_score or 0.0)
-            by_wave = ventricular >= cfg.ventricular_rhythm_score
+            by_wave = _sustained(
+                lead,
+                lambda vf, vt, rate: vf + vt >= cfg.ventricular_rhythm_score
+                and rate is not None
+                and rate > limit,
+            )
             slower = [p for p in _pulses(ev) if p.rate_bpm is not None and p.rate_bpm < limit]
             if by_wave and slower:
                 by_wave = False
@@ -242,7 +260,7 @@ class VentricularFibrillation:
         lead = _rhythm_lead(ev)
         if lead is None or lead.vf_score is None:
             return [_check(self.key, False, None, cfg.ventricular_fibrillation_score, "", "", True)]
-        fib = lead.vf_score >= cfg.ventricular_fibrillation_score
+        fib = _sustained(lead, lambda vf, vt, rate: vf >= cfg.ventricular_fibrillation_score)
         pulsing = [p for p in _pulses(ev) if p.pulses_4s >= 2]
         present = fib and not pulsing
         detail = (
@@ -250,10 +268,9 @@ class VentricularFibrillation:
             f"{cfg.ventricular_fibrillation_s:.0f} s); "
             + (f"pulse present on {_names(pulsing)}" if pulsing else _pulse_note(ev))
         )
-        chk = _check(
-            self.key, present, lead.vf_score, cfg.ventricular_fibrillation_score, "", detail
-        )
-        return [replace(chk, delay_s=VF_CONFIRM_S)]
+        return [
+            _check(self.key, present, lead.vf_score, cfg.ventricular_fibrillation_score, "", detail)
+        ]
 
 
 for _c in (

@@ -20,8 +20,8 @@ from device.dsp.buffers import RingBuffer
 from device.dsp.filters import CausalFilter
 from device.dsp.gaps import HoldGaps
 from device.dsp.peaks import local_maxima, parabolic_offset
-from device.dsp.quality import FlatLine
-from device.dsp.stats import median, median_columns
+from device.dsp.quality import FLAT_RELATIVE
+from device.dsp.stats import median_columns
 
 #: Beats closer than 250 ms are one beat (a 240 bpm ceiling, above infants' ~200-220 bpm).
 REFRACTORY_S = 0.25
@@ -68,7 +68,7 @@ class ChannelDetector:
         self.refractory = max(1, int(self.fs_hz * REFRACTORY_S))
         self._ahead = max(self.refractory, int(round(self.lookahead_s * self.fs_hz)))
         self._scan = self.refractory  # next sample that may be a candidate's peak
-        self._flat = FlatLine()
+        self._flat = BlockFlat(int(round(LEVEL_S)))
         self.is_flat = False  # the last block's level window was a flat line
         #: candidates of the last ``LEVEL_S`` (absolute index, feature height)
         self._cands: deque[tuple[int, float]] = deque()
@@ -92,6 +92,10 @@ class ChannelDetector:
     def _fiducial_s(self, p: int, raw: np.ndarray, a0: int) -> float:
         """The beat's time (s) for a committed feature peak at ``p``: the peak itself."""
         return p / self.fs_hz
+
+    def _block_stats(self, f: np.ndarray) -> None:
+        """Once per block with candidates to decide, before the decisions (``f``: the feature
+        over the history)."""
 
     # -- streaming ---------------------------------------------------------------------------
     def push(self, x: np.ndarray) -> list[Detection]:
@@ -117,9 +121,7 @@ class ChannelDetector:
         self._f.extend(f)
         self._gap.extend(bad.astype(np.float64))
         self.total += len(x)
-        n_level = int(LEVEL_S * self.fs_hz)
-        raw_win = self._raw.latest(n_level)
-        self.is_flat = self.total < 2 * self.fs_hz or self._flat(raw_win)
+        self.is_flat = self._flat(held) or self.total < 2 * self.fs_hz
         # candidates whose refractory period on both sides (and look-ahead) has arrived
         last = self.total - 1 - self._ahead
         if last < self._scan:
@@ -137,6 +139,7 @@ class ChannelDetector:
         a_all = self.total - len(f_all)
         raw_all = self._raw.latest(self._raw.capacity)
         gap_all = self._gap.latest(self._gap.capacity) > 0.5
+        self._block_stats(f_all)
         out: list[Detection] = []
         for p in found.tolist():
             size = float(f_all[p - a_all])
@@ -161,7 +164,7 @@ class ChannelDetector:
         k = the beats it holds even at 40 bpm, so one huge artefact cannot set the level."""
         k = max(2, int(LEVEL_S * 40.0 / 60.0))
         sizes = sorted(h for _, h in self._cands)[-k:]
-        return median(sizes)
+        return small_median(sizes)
 
     def _commit(
         self,
@@ -247,3 +250,31 @@ def _thinned_maxima(f: np.ndarray, lo: int, hi: int, distance: int) -> np.ndarra
         if keep:
             out.append(p)
     return np.asarray(out, dtype=np.int64)
+
+
+class BlockFlat:
+    """Is the last ``blocks`` seconds a flat line? Their largest peak-to-peak is under 2 % of
+    the channel's recent swing (decaying 2 % a second, so a channel that really becomes weaker
+    is followed within a minute), or zero: a probe or lead off. ``FlatLine``'s rule, on
+    per-second peak-to-peaks, which cost two reductions a second instead of a percentile."""
+
+    def __init__(self, blocks: int) -> None:
+        self._ptp: deque[float] = deque(maxlen=max(1, blocks))
+        self._scale = 0.0
+
+    def __call__(self, block: np.ndarray) -> bool:
+        self._ptp.append(float(block.max() - block.min()) if block.size else 0.0)
+        spread = max(self._ptp)
+        if spread <= 1e-9:
+            return True
+        self._scale = max(spread, 0.98 * self._scale)
+        return spread < FLAT_RELATIVE * self._scale
+
+
+def small_median(x: list[float]) -> float:
+    """The median of a few plain floats (0 for none), without numpy's per-call cost."""
+    if not x:
+        return 0.0
+    v = sorted(x)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])

@@ -31,6 +31,8 @@ MIN_PULSE_SHAPE = 0.6
 KEEP_S = 30.0
 #: Pulse rates are the median interval of the pulses of the last 8 s.
 PULSE_RATE_S = 8.0
+#: Rhythm judgements kept per lead (one a second).
+RHYTHM_HISTORY = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class LeadEvidence:
     vt_score: float | None = None
     rhythm_quality: float = 0.0
     rhythm_rate: float | None = None
+    #: its last judgements, oldest first, one a second: (vf_score, vt_score, rate, quality)
+    rhythm_history: tuple[tuple[float, float, float | None, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class EvidenceTracker:
         self.pulse_channels = [c for c in channels if c.role in PULSATILE]
         self._beats: deque[Beat] = deque()
         self._times: deque[float] = deque()
+        self._rhythm: dict[Channel, deque[tuple[float, float, float | None, float]]] = {
+            c: deque(maxlen=RHYTHM_HISTORY) for c in self.leads
+        }
         self._pulses: dict[Channel, deque[Beat]] = {c: deque() for c in self.pulse_channels}
 
     def update(
@@ -122,6 +129,10 @@ class EvidenceTracker:
                 reason = "noisy"
             last = last_beat_s.get(ch)
             rj = step.rhythm.get(ch)
+            if rj is not None:
+                self._rhythm[ch].append(
+                    (round(rj.vf_score, 3), round(rj.vt_score, 3), rj.rate_per_min, round(rj.quality, 3))
+                )
             leads.append(
                 LeadEvidence(
                     name=str(ch),
@@ -133,6 +144,7 @@ class EvidenceTracker:
                     vt_score=None if rj is None else round(rj.vt_score, 3),
                     rhythm_quality=0.0 if rj is None else round(rj.quality, 3),
                     rhythm_rate=rj.rate_per_min if rj is not None else None,
+                    rhythm_history=tuple(self._rhythm[ch]),
                 )
             )
         pulses = []

@@ -41,6 +41,7 @@ class PulseDetector(ChannelDetector):
         self.lead = lead
         self._last_y = 0.0
         self._started = False
+        self._spread = 0.0  # the slope's 5-95 % range over the level window, per block
 
     def _feature(self, y: np.ndarray) -> np.ndarray:
         d = np.empty_like(y)
@@ -51,11 +52,14 @@ class PulseDetector(ChannelDetector):
         d *= self.fs_hz
         return d
 
+    def _block_stats(self, f: np.ndarray) -> None:
+        self._spread = robust_range(f[max(0, len(f) - int(LEVEL_S * self.fs_hz)) :])
+
     def _decide(
         self, p: int, size: float, f: np.ndarray, a0: int, level: float
     ) -> list[tuple[int, float]]:
         i = p - a0
-        spread = robust_range(f[max(0, len(f) - int(LEVEL_S * self.fs_hz)) :])
+        spread = self._spread
         if spread <= 0.0:
             return []
         # prominence: above the higher of the lowest points on either side before a higher

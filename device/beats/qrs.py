@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.beats.channel import ChannelDetector
+from device.beats.channel import ChannelDetector, small_median
 from device.dsp.filters import CausalFilter
 from device.dsp.peaks import parabolic_offset
 from device.dsp.stats import median
@@ -111,7 +111,7 @@ class QrsDetector(ChannelDetector):
             return 0.0
         sizes = [h for _, h in list(self._beats)[-LONG_BEATS:]]
         idle = (p - self._beats[-1][0]) / self.fs_hz - 2.0
-        return median(sizes) * (0.5 ** (max(0.0, idle) / LONG_HALF_LIFE_S))
+        return small_median(sizes) * (0.5 ** (max(0.0, idle) / LONG_HALF_LIFE_S))
 
     def _search_back(self, p: int, level: float) -> list[tuple[int, float]]:
         """Pan-Tompkins search-back: a gap between the last beat and this one longer than
@@ -160,10 +160,10 @@ class QrsDetector(ChannelDetector):
         if hi - lo < 3:
             return p / self.fs_hz
         ctx = raw[max(0, lo - int(0.15 * self.fs_hz)) : min(len(raw), hi + int(0.1 * self.fs_hz))]
-        dev = np.abs(raw[lo:hi] - median(ctx))
+        base = median(ctx)
+        dev = np.abs(raw[lo:hi] - base)
         j = lo + int(np.argmax(dev))
         if 0 < j < len(raw) - 1:
-            base = median(ctx)
             off = parabolic_offset(
                 abs(float(raw[j - 1]) - base),
                 abs(float(raw[j]) - base),

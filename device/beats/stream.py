@@ -17,6 +17,7 @@ returns the detections of that second (for the heart-rate estimators) and the be
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,14 @@ from device.roles import CARDIAC_FS_HZ, PULSATILE, Channel, Role
 FUSE_S = 0.15
 #: Smoothing of each lead's weight, per beat (about the last 10 beats count).
 WEIGHT_ALPHA = 0.1
+#: The waveform is not judged for VF or VT while the last 4 s hold at least 3 fused beats,
+#: all beat-shaped (shape correlation >= 0.8), regular (intervals within 15 % of their mean)
+#: and slower than 100 bpm: a fibrillating heart makes no such beats, and a ventricular
+#: tachycardia is faster. It saves most of the judgement's cost in ordinary rhythms.
+ORGANISED_S = 4.0
+ORGANISED_CORR = 0.8
+ORGANISED_CV = 0.15
+ORGANISED_MAX_BPM = 100.0
 
 
 @dataclass
@@ -93,6 +102,7 @@ class BeatStream:
         self.rhythm = {ch: VentricularRhythm(model, self.fs_hz) for ch in self.leads}
         self._pending: list[tuple[Channel, Detection]] = []
         self._last_fused: Detection | None = None
+        self._recent: deque[Detection] = deque()  # fused beats of the last ORGANISED_S
         self._pulse_role_first: dict[Role, Channel] = {}
         for ch in self.detectors:
             if ch.role in PULSATILE:
@@ -151,8 +161,32 @@ class BeatStream:
         weights = {
             ch: (w.value if present.get(ch, True) else 0.0) for ch, w in self.weights.items()
         }
-        rhythm = {ch: det.judge(t_s) for ch, det in self.rhythm.items()}
+        for d, _, _, _ in fused:
+            self._recent.append(d)
+        while self._recent and self._recent[0].t_s < t_s - ORGANISED_S:
+            self._recent.popleft()
+        organised = self._organised_bpm()
+        rhythm = {
+            ch: (
+                det.judge(t_s)
+                if organised is None
+                else RhythmJudgement(t_s, 0.0, 0.0, 1.0, organised, "organised")
+            )
+            for ch, det in self.rhythm.items()
+        }
         return BeatsStep(detections, tuple(beats), weights, rhythm)
+
+    def _organised_bpm(self) -> float | None:
+        """The rate of the last 4 s when they are an organised, slow rhythm (see
+        ``ORGANISED_S``), else None."""
+        r = self._recent
+        if len(r) < 3 or any(d.corr < ORGANISED_CORR for d in r):
+            return None
+        ibi = [b.t_s - a.t_s for a, b in zip(list(r)[:-1], list(r)[1:], strict=True)]
+        m = sum(ibi) / len(ibi)
+        if m <= 0 or max(abs(v - m) for v in ibi) > ORGANISED_CV * m or 60.0 / m >= ORGANISED_MAX_BPM:
+            return None
+        return 60.0 / m
 
     # -- fusion ------------------------------------------------------------------------------
     def _fuse(
