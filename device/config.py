@@ -172,7 +172,7 @@ class SerialConfig:
         125.0,
     )
     preset: str = doc(
-        "payload/column layout: 'healthypi5' (openview) or 'healthypi-text' (text: ecg, resp, "
+        "payload/column layout: 'healthypi5' or 'icu4' (openview: two ECG leads, pleth, arterial pressure) or 'healthypi-text' (text: ecg, resp, "
         "ppg red); empty: the format's default; ignored when 'fields' is given",
         "",
     )

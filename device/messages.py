@@ -21,6 +21,7 @@ SCHEMA_VERSION = 1
 MDC_TERMS: dict[tuple[str, str], str] = {
     ("hr", "ecg"): "MDC_ECG_HEART_RATE",
     ("hr", "ppg"): "MDC_PULS_OXIM_PULS_RATE",
+    ("hr", "abp"): "MDC_PULS_RATE",
     ("hr", "fused"): "MDC_PULS_RATE",
     ("hr", "audio"): "MDC_PULS_RATE",
     ("rr", "resp"): "MDC_TTHOR_RESP_RATE",

@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from device.config import Config
 
 #: Preference order of sources for each quantity: ECG is the reference for heart rate
-#: (a PPG pulse rate lags and misses beats in arrhythmia); thoracic impedance is the
-#: reference for breathing.
-HR_PREFERENCE = (Role.ECG, Role.PPG, Role.AUDIO)
+#: (a PPG or arterial pulse rate lags and misses beats in arrhythmia); thoracic impedance is
+#: the reference for breathing.
+HR_PREFERENCE = (Role.ECG, Role.PPG, Role.ABP, Role.AUDIO)
 RR_PREFERENCE = (Role.RESP, Role.PPG, Role.AUDIO)
 
 

@@ -75,6 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="what a board sends: HealthyPi OpenView packets or text lines (default openview)",
     )
     p.add_argument(
+        "--preset",
+        default="",
+        help="the board's payload layout (openview: healthypi5, the default, or icu4: two ECG "
+        "leads, pleth and arterial pressure); the daemon's [serial] preset must "
+        "match",
+    )
+    p.add_argument(
         "--speed",
         type=float,
         default=1.0,
@@ -133,11 +140,33 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return np.asarray(resample_poly(_fill_gaps(x), r.numerator, r.denominator))
 
 
+def signals_for_fields(
+    signals: dict[str, np.ndarray], roles: list[str]
+) -> dict[str, np.ndarray]:
+    """The recording's inputs a board layout sends, keyed by its fields' roles: the input of
+    the same name, else the next unused one of the same role (a record's first ECG lead goes
+    out as the board's first lead whatever its name), else nothing (the field reads 0)."""
+    used: set[str] = set()
+    out: dict[str, np.ndarray] = {}
+    for role in roles:
+        if role in signals and role not in used:
+            out[role], _ = signals[role], used.add(role)
+            continue
+        base = role.partition(":")[0]
+        for name, x in signals.items():
+            if name not in used and name.partition(":")[0] == base:
+                out[role] = x
+                used.add(name)
+                break
+    return out
+
+
 def encode_stream(
     signals: dict[str, np.ndarray],
     fmt: str,
     counts_per_unit: float = COUNTS_PER_UNIT,
     decimals: int = 5,
+    preset: str = "",
 ) -> tuple[bytes, np.ndarray]:
     """The byte stream a board sends for ``signals`` in board format ``fmt`` (its default
     layout), and the byte offset of each sample (``offsets[i]`` is where sample i starts;
@@ -145,7 +174,9 @@ def encode_stream(
     from device.sources.formats import board_format, layout
 
     board = board_format(fmt)
-    blob = board.encode(layout(fmt), signals, counts_per_unit=counts_per_unit, decimals=decimals)
+    blob = board.encode(
+        layout(fmt, preset), signals, counts_per_unit=counts_per_unit, decimals=decimals
+    )
     return blob, board.sample_offsets(blob)
 
 
@@ -288,11 +319,19 @@ def run(args: argparse.Namespace) -> int:
     from device.recording import read_recording
 
     rec = read_recording(args.input, fs_hz=args.fs)
-    signals = {r: x for r, x in rec.role_signals().items() if r in ("ecg", "ppg", "resp")}
+    from device.sources.formats import layout as board_layout
+
+    try:
+        fields = board_layout(args.format, args.preset or "")
+    except ValueError as e:
+        raise UserError(str(e), "choose one of the presets named") from None
+    signals = signals_for_fields(rec.role_signals(), [f.role for f in fields if f.role])
     if not signals:
         raise UserError(
-            f"{args.input}: no ecg, ppg or resp channel to send",
-            "a serial board sends ECG/PPG/respiration; use --to alsa-raw for audio",
+            f"{args.input}: no channel the board layout sends (it sends "
+            f"{', '.join(f.role for f in fields if f.role)})",
+            "a serial board sends ECG/PPG/ABP/respiration; use --to alsa-raw for audio, or "
+            "another --preset",
         )
     fs = rec.fs_hz
     a = int(round(args.start * fs))
@@ -311,7 +350,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.input}: nothing to play between --start and --duration", "check them"
         )
-    blob, offsets = encode_stream(signals, args.format, args.counts_per_unit, args.decimals)
+    blob, offsets = encode_stream(
+        signals, args.format, args.counts_per_unit, args.decimals, args.preset or ""
+    )
 
     stop = threading.Event()
     with contextlib.suppress(ValueError):  # not the main thread (tests): Ctrl-C only

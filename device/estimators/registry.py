@@ -67,6 +67,8 @@ def register(entry: SignalEstimator) -> None:
 for _key, _target, _fallback in (
     (EstimateKey(Quantity.HR, Role.ECG), "device.estimators.beats:BeatIntervalHR", False),
     (EstimateKey(Quantity.HR, Role.PPG), "device.estimators.beats:BeatIntervalHR", False),
+    # the arterial line's pulse rate (its pulses, from the beat stream)
+    (EstimateKey(Quantity.HR, Role.ABP), "device.estimators.beats:BeatIntervalHR", False),
     (EstimateKey(Quantity.RR, Role.RESP), "device.estimators.breaths:BreathIntervalRR", False),
     # heart and breath sounds from a microphone or electronic stethoscope: the heart first, so
     # that the breath-sound estimator can refuse this second's heart rhythm

@@ -46,8 +46,9 @@ FIELD_TYPES: dict[str, str] = {
     "uint32": "<u4",
 }
 
-#: roles a field may feed (see device/recording.py); "" carries a value without feeding the core
-FIELD_ROLES = ("", "ecg", "ppg", "resp")
+#: roles a field may feed (see device/recording.py); "" carries a value without feeding the core.
+#: An ECG field may name its lead, ``ecg:II``: a board with several leads has a field for each.
+FIELD_ROLES = ("", "ecg", "ppg", "resp", "abp")
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,13 @@ class FieldSpec:
             return "a field needs a name"
         if self.type not in FIELD_TYPES:
             return f"field '{self.name}': type '{self.type}' is not one of {', '.join(FIELD_TYPES)}"
-        if self.role not in FIELD_ROLES:
+        base, _, lead = self.role.partition(":")
+        if base not in FIELD_ROLES or (lead and base != "ecg"):
             roles = ", ".join(r for r in FIELD_ROLES if r)
-            return f"field '{self.name}': role '{self.role}' is not one of {roles}"
+            return (
+                f"field '{self.name}': role '{self.role}' is not one of {roles} "
+                "(or ecg:LEAD for one of several ECG leads)"
+            )
         if not np.isfinite(self.scale) or self.scale == 0:
             return f"field '{self.name}': scale must be a non-zero number"
         return None
@@ -178,7 +183,19 @@ HEALTHYPI5 = PayloadLayout(
     )
 )
 
-OPENVIEW_PRESETS: dict[str, PayloadLayout] = {"healthypi5": HEALTHYPI5}
+#: A bedside monitor's front end with two ECG leads, a pulse oximeter and an arterial line,
+#: every channel in every packet (the ICU records of PhysioNet carry these at 125-250 Hz):
+#: int32 counts, little-endian, 16 bytes.
+ICU4 = PayloadLayout(
+    (
+        FieldSpec("ecg_ii", "int32", "ecg:II"),
+        FieldSpec("ecg_v", "int32", "ecg:V"),
+        FieldSpec("pleth", "int32", "ppg"),
+        FieldSpec("abp", "int32", "abp"),
+    )
+)
+
+OPENVIEW_PRESETS: dict[str, PayloadLayout] = {"healthypi5": HEALTHYPI5, "icu4": ICU4}
 
 #: A payload longer than this is not a sensor sample; a header claiming more is garbage.
 MAX_PAYLOAD = 1024
