@@ -11,6 +11,7 @@ Examples:
   bedside demo
   bedside demo --seconds 10 --speed 20
   bedside demo --ppg-off 60           # the pulse-oximeter clip "falls off" at 60 s: an alarm
+  bedside demo --arrhythmia           # MIT-BIH record 205: ventricular tachycardia at 29 s
   bedside demo --broker mqtt://192.168.1.10:1883 --bed demo-1     # use a real broker
 """
 
@@ -32,6 +33,7 @@ from device.errors import UserError
 DATA = Path(__file__).resolve().parents[2] / "device" / "data"
 DEFAULT_RECORDING = DATA / "bidmc_09_excerpt.csv.gz"
 BREATH_SOUNDS = DATA / "rrujo_thinklabs_paced12.wav"
+ARRHYTHMIA = DATA / "mitdb_205_excerpt.hea"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replay the bundled breath-sound recording instead (a Thinklabs stethoscope, "
         "breathing paced at 12/min; RRuJO, MIT licence): respiratory rate from sound",
+    )
+    p.add_argument(
+        "--arrhythmia",
+        action="store_true",
+        help="replay the bundled MIT-BIH excerpt instead (record 205, two ECG leads at 360 Hz, "
+        "ODC-By 1.0): runs of ventricular tachycardia from 29 s raise the "
+        "ventricular_tachycardia alarm (high priority, latched until acknowledged)",
     )
     p.add_argument(
         "--ppg-off",
@@ -122,8 +131,9 @@ def format_alarm(a: dict[str, Any]) -> str:
     value = "" if a.get("value") is None else f" value {a['value']}{unit}"
     limit = "" if a.get("limit") is None else f" limit {a['limit']}{unit}"
     detail = f" ({a['detail']})" if a.get("detail") else ""
+    state = "LATCHED" if a["state"] == "active" and a.get("latched") else a["state"].upper()
     return (
-        f"t={a['t_s']:5.0f}s  ALARM {a['state'].upper():<12} {a['priority']:<6} {a['condition']}"
+        f"t={a['t_s']:5.0f}s  ALARM {state:<12} {a['priority']:<6} {a['condition']}"
         f" [{a.get('role') or '-'}]{value}{limit}{detail}  id={a['id']}"
     )
 
@@ -214,8 +224,14 @@ def run(args: argparse.Namespace) -> int:
             cfg.mqtt.broker = url
             cfg.mqtt.prefix = args.prefix
             cfg.state.dir = str(Path(tmp) / "state")
+            if args.audio and args.arrhythmia:
+                raise UserError("--audio and --arrhythmia replay different recordings", "pick one")
             if args.audio:
                 args.recording = str(BREATH_SOUNDS)
+            if args.arrhythmia:
+                args.recording = str(ARRHYTHMIA)
+                if args.speed == 8.0:
+                    args.speed = 3.0  # the VT runs come 29 s in: about 10 s, then the latch
             cfg.replay.path = args.recording
             if args.ppg_off is not None:
                 cfg.replay.path = _with_ppg_off(args.recording, args.ppg_off, Path(tmp))
