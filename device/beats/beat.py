@@ -51,6 +51,8 @@ class Detection:
     #: (whose sample can jump between the R and S waves of a biphasic QRS), so intervals, and
     #: the heart rate, are measured between these
     t_feature_s: float = 0.0
+    #: its height over the channel's typical beat height at the time (1: a typical beat)
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ class ChannelDetector:
             if level <= 0.0:
                 continue
             for q, h in self._decide(p, size, f_all, a_all, level):
-                out.append(self._commit(q, h, f_all, raw_all, gap_all, a_all))
+                out.append(self._commit(q, h, f_all, raw_all, gap_all, a_all, level))
         return out
 
     def _forget(self, now: int) -> None:
@@ -174,6 +174,7 @@ class ChannelDetector:
         raw: np.ndarray,
         gap: np.ndarray,
         a0: int,
+        level: float,
     ) -> Detection:
         prev = self._beats[-1][0] if self._beats else None
         valid = (
@@ -187,7 +188,8 @@ class ChannelDetector:
         t = self._fiducial_s(p, raw, a0) - self.delay_s
         i = p - a0
         off = parabolic_offset(float(f[i - 1]), float(f[i]), float(f[i + 1]))
-        return Detection(t, size, corr, valid, t_feature_s=(p + off) / self.fs_hz - self.delay_s)
+        t_feature = (p + off) / self.fs_hz - self.delay_s
+        return Detection(t, size, corr, valid, t_feature, strength=size / level)
 
     def _shape_corr(self, f: np.ndarray, i: int) -> float:
         """Correlation of the beat at ``f[i]`` with the median of the channel's recent beats

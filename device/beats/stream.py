@@ -32,6 +32,10 @@ from device.roles import CARDIAC_FS_HZ, PULSATILE, Channel, Role
 #: Detections of different leads within this much of each other are one heartbeat (the EC57
 #: match window; leads see the same QRS within a few tens of ms).
 FUSE_S = 0.15
+#: A beat seen by one lead only counts when that lead's weight is at least this share of the
+#: best lead's, and the detection is beat-shaped (its shape correlation at least this).
+TRUSTED = 0.9
+SINGLE_LEAD_CORR = 0.8
 #: Smoothing of each lead's weight, per beat (about the last 10 beats count).
 WEIGHT_ALPHA = 0.1
 #: The waveform is not judged for VF or VT while the last 4 s hold at least 3 fused beats,
@@ -47,17 +51,14 @@ ORGANISED_MAX_BPM = 100.0
 @dataclass
 class LeadWeight:
     """How much one ECG lead is trusted when leads disagree (0-1): the consistency of its
-    beats' shapes (noise and artefact are not beat-shaped), the share of the fused beats it
-    saw, and the share of its detections the other leads confirmed, each smoothed over about
-    ten beats."""
+    detections' shapes (noise and artefact are not beat-shaped), smoothed over about ten
+    detections."""
 
     shape: float = 1.0
-    seen: float = 1.0
-    confirmed: float = 1.0
 
     @property
     def value(self) -> float:
-        return self.shape * self.seen * self.confirmed
+        return self.shape
 
     def update(self, attr: str, x: float) -> None:
         setattr(self, attr, getattr(self, attr) + WEIGHT_ALPHA * (x - getattr(self, attr)))
@@ -220,26 +221,26 @@ class BeatStream:
     def _vote(
         self, group: Mapping[Channel, Detection], live: Iterable[Channel]
     ) -> tuple[Detection, Channel, tuple[str, ...], float] | None:
+        """A detection seen by two or more leads is a beat. One seen by a single lead is a
+        beat when that lead is trusted nearly as much as the best one (``TRUSTED``) and the
+        detection is beat-shaped: a lead can miss beats that another shows (a premature beat
+        with little energy in one axis), and noise on a poor lead is not beat-shaped."""
         live = list(live)
         saw = [ch for ch in group if ch in live]
         if not saw:
             return None
-        w = {ch: max(self.weights[ch].value, 1e-3) for ch in live}
-        for_ = sum(w[ch] for ch in saw)
-        against = sum(w[ch] for ch in live if ch not in group)
-        accepted = len(live) == 1 or for_ >= against
-        for ch in live:
-            self.weights[ch].update("seen" if accepted else "confirmed", 1.0)
+        q = {ch: self.weights[ch].value for ch in live}
+        best = max(q.values())
+        if len(live) == 1 or len(saw) >= 2:
+            accepted = True
+        else:
+            d0 = group[saw[0]]
+            accepted = q[saw[0]] >= TRUSTED * best and d0.corr >= SINGLE_LEAD_CORR
         for ch in saw:
             self.weights[ch].update("shape", group[ch].corr)
-            self.weights[ch].update("confirmed", 1.0 if accepted else 0.0)
-        if accepted:
-            for ch in live:
-                if ch not in group:
-                    self.weights[ch].update("seen", 0.0)
         if not accepted:
             return None
-        timing = max(saw, key=lambda ch: w[ch])
+        timing = max(saw, key=lambda ch: q[ch])
         d = group[timing]
         prev = self._last_fused
         valid = (
@@ -247,11 +248,12 @@ class BeatStream:
             and any(group[ch].valid for ch in saw)
             and d.t_s - prev.t_s < 60.0 / 25.0
         )
-        corr = sum(w[ch] * group[ch].corr for ch in saw) / for_
-        fused = Detection(d.t_s, d.size, corr, valid, d.t_feature_s)
+        w = {ch: max(q[ch], 1e-3) for ch in saw}
+        corr = sum(w[ch] * group[ch].corr for ch in saw) / sum(w.values())
+        fused = Detection(d.t_s, d.size, corr, valid, d.t_feature_s, d.strength)
         self._last_fused = fused
-        share = for_ / (for_ + against)
-        return fused, timing, tuple(ch.lead or ch.role.value for ch in saw), share
+        share = sum(q[ch] for ch in saw) / max(sum(q.values()), 1e-9)
+        return fused, timing, tuple(ch.lead or ch.role.value for ch in saw), min(1.0, share)
 
     # -- classification ----------------------------------------------------------------------
     def _classify(
