@@ -367,7 +367,7 @@ class ModelsConfig:
     )
     dir: str = doc(
         "folder of <task>_<inputs>_<arch>_<quant>.tflite models with .json manifests; "
-        "empty: the models shipped in the package (device/models)",
+        "empty: the models shipped with the software (models/; device/models in the wheel)",
         "",
     )
     delegate: str = doc(
@@ -596,7 +596,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(
             f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
         ) from None
-    import tomllib  # only with a config file (not on the command line's defaults)
+    from device.compat import tomllib  # only with a config file (not the command line's defaults)
 
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -33,8 +33,14 @@ from device.features import SPECS, FeatureSpec
 
 
 def shipped_models_dir() -> Path:
-    """The models shipped in the package (``device/models``), wherever it is installed."""
-    return Path(str(importlib.resources.files("device") / "models"))
+    """The models shipped with the software, wherever it is installed: ``device/models`` in
+    an installed wheel (pyproject maps the checkout's top-level ``models/`` there), the
+    checkout's ``models/`` when the package runs from a checkout (``PYTHONPATH=.``, or an
+    editable install)."""
+    packaged = Path(str(importlib.resources.files("device") / "models"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "models"
 
 
 #: Manifest keys the device relies on.

@@ -13,7 +13,7 @@ model adds to a process), and the process's peak RSS (``ru_maxrss``, everything 
 Python, NumPy and the runtime).
 
 Examples:
-  bedside bench-model device/models/rr_ppg_cnn_int8.tflite
+  bedside bench-model models/rr_ppg_cnn_int8.tflite
   bedside bench-model model_edgetpu.tflite --delegate edgetpu --runs 1000
   bedside bench-model model.tflite --threads 2 --json result.json
 """
