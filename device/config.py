@@ -371,11 +371,14 @@ class ModelsConfig:
         "",
     )
     delegate: str = doc(
-        "where models run: cpu, gpu (needs delegate_path) or edgetpu (needs libedgetpu.so.1)", "cpu"
+        "where models run: cpu, gpu (LiteRT's GPU accelerator over Vulkan, or delegate_path) or "
+        "edgetpu (needs libedgetpu.so.1)",
+        "cpu",
     )
     delegate_path: str = doc(
-        "gpu: path of the TFLite GPU delegate library the user built "
-        "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
+        "gpu: path of a TFLite GPU delegate library the user built "
+        "(libtensorflowlite_gpu_delegate.so); empty: LiteRT's own GPU accelerator (WebGPU "
+        "over Vulkan, in the ai-edge-litert wheel)",
         "",
     )
     fallback: str = doc(
