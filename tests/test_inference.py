@@ -4,6 +4,7 @@ registry's choice, and ``bedside process --use ppg`` naming the model, without T
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,11 @@ from device.inference import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "bidmc" / "bidmc_csv"
+DATA = (
+    Path(os.environ.get("BEDSIDE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    / "bidmc"
+    / "bidmc_csv"
+)
 RECORD = DATA / "bidmc_01_Signals.csv.gz"
 SHIPPED = sorted(shipped_models_dir().glob("*.tflite"))
 CPU_INT8_HR_PPG = shipped_models_dir() / "hr_ppg_cnn_int8.tflite"
@@ -125,10 +130,12 @@ def test_registry_prefers_models_that_beat_dsp_and_respects_config(tmp_path: Pat
 # A delegate library that is missing must not reach LiteRT's Delegate, whose half-built object
 # then prints "Exception ignored in Delegate.__del__" on the daemon's stderr.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-def test_delegates_fail_clearly_or_fall_back() -> None:
+def test_delegates_fail_clearly_or_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UserError, match="libedgetpu"):
         TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="edgetpu"))
-    with pytest.raises(UserError, match="delegate_path"):
+    # LiteRT's GPU accelerator with no Vulkan driver at all (the loader reads this variable)
+    monkeypatch.setenv("VK_ICD_FILENAMES", "/nonexistent/no-driver.json")
+    with pytest.raises(UserError, match="LiteRT GPU accelerator .* No adapters found"):
         TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="gpu"))
     # configured fallback: the same model on the CPU
     model = TfliteModel(CPU_INT8_HR_PPG, ModelsConfig(delegate="edgetpu", fallback="cpu"))
