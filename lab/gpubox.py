@@ -4,10 +4,12 @@ accelerator for real on a machine without a GPU.
 Debian 12's lavapipe (Mesa 22.3) lacks Vulkan features the accelerator's WebGPU layer (Dawn)
 requires (``shaderSampledImageArrayDynamicIndexing``, ``shaderStorageImageArrayDynamicIndexing``);
 Debian 13's (Mesa 25.0) has them. So the GPU path runs in a trixie root made with
-``mmdebstrap`` (about 20 s, cached), entered with ``chroot`` in a private mount namespace
-(``unshare -m``: /proc, /dev and the checkout are bound in and vanish with it). Its Python
-(3.13) gets a virtual environment from wheels that the host's pip downloads for it
-(cp313, manylinux x86_64), and runs the checkout's code with ``PYTHONPATH``.
+``mmdebstrap``, kept in ``~/.cache/bedside/gpubox`` (beside the Pi in a box's; or
+``$BEDSIDE_GPUBOX_CACHE``) and reused while ``VERSION`` is unchanged, entered with ``chroot``
+in a private mount namespace (``unshare -m``: /proc, /dev and the checkout are bound in and
+vanish with it). Its Python (3.13) gets a virtual environment from wheels that the host's
+pip downloads for it (cp313, manylinux x86_64), and runs the checkout's code with
+``PYTHONPATH``.
 
     python -m lab.gpubox [--cache DIR] -- python3 -c "..."     # run a command in the box
 
@@ -42,11 +44,12 @@ class GpuBoxUnavailable(UserError):
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("BEDSIDE_CACHE", "/var/cache/bedside"))
+    default = Path.home() / ".cache" / "bedside" / "gpubox"
+    return Path(os.environ.get("BEDSIDE_GPUBOX_CACHE", str(default)))
 
 
 def root_dir(cache: Path) -> Path:
-    return cache / f"gpubox-{SUITE}-amd64-v{VERSION}"
+    return cache / f"{SUITE}-amd64-v{VERSION}"
 
 
 def ensure(cache: Path | None = None, log: bool = True) -> tuple[Path, dict[str, float]]:
