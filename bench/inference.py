@@ -1,11 +1,19 @@
 """Inference cost of the shipped models on this machine: LiteRT invoke time and sizes.
 
     python bench/inference.py [--models models] [--out bench/results/inference.json]
+    python bench/inference.py --delegate gpu --gpubox    # LiteRT's GPU accelerator on lavapipe
 
 For every ``.tflite`` in --models: file size, invoke time with one interpreter thread
 (median and 95th percentile over --n invokes after a warm-up), and the whole model
 estimator's cost per estimate (window features + invoke + decoding) on a real BIDMC record
 when the shared data is present. Runs with LiteRT only (no TensorFlow in this process).
+
+``--delegate gpu`` times each model on LiteRT's GPU accelerator instead (WebGPU over Vulkan;
+``bedside run --delegate gpu``'s path, input written and output read back in each invoke,
+as the CPU figures' set/invoke/get) and compares its outputs with the CPU's on the real
+windows of the bundled BIDMC excerpt (record 09, 210 s). ``--gpubox`` runs that inside the
+Debian trixie root of ``lab/gpubox.py`` (lavapipe, a software Vulkan device; Debian 12's is
+refused by the accelerator) and writes ``bench/results/inference_gpu_lavapipe.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +60,43 @@ def invoke_times(path: Path, n: int) -> dict[str, float]:
         "median_us": float(np.median(t) * 1e6),
         "p95_us": float(np.percentile(t, 95) * 1e6),
         "mean_us": float(t.mean() * 1e6),
+    }
+
+
+def gpu_against_cpu(path: Path, n: int) -> dict[str, Any]:
+    """Invoke time on LiteRT's GPU accelerator, and its outputs against the CPU's on every
+    usable window of the bundled excerpt (model outputs as float: logits or dequantised)."""
+    from device.features import record_windows
+    from device.recording import read_csv
+
+    excerpt = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
+    cpu = TfliteModel(path, ModelsConfig())
+    gpu = TfliteModel(path, ModelsConfig(delegate="gpu"))
+    rec = read_csv(excerpt)
+    wins = record_windows(cpu.spec, rec.role(cpu.spec.role))
+    windows = wins.windows[wins.usable]
+    a = np.stack([cpu.run(w) for w in windows])
+    b = np.stack([gpu.run(w) for w in windows])
+    diff = np.abs(a - b)
+    x = windows[0]
+    for _ in range(20):
+        gpu.run(x)
+    t = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        gpu.run(x)
+        t[i] = time.perf_counter() - t0
+    return {
+        "runs_on": gpu.where,
+        "invoke_us": {
+            "median": float(np.median(t) * 1e6),
+            "p95": float(np.percentile(t, 95) * 1e6),
+        },
+        "windows_compared": len(windows),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "output_scale_max_abs": float(np.abs(a).max()),
+        "argmax_agree": float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))),
     }
 
 
@@ -93,8 +139,16 @@ def main() -> int:
         help="more folders of .tflite models to time (e.g. float32 conversions to compare)",
     )
     ap.add_argument("--n", type=int, default=2000, help="timed invokes per model")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inference.json")
+    ap.add_argument("--out", type=Path, default=None, help="default bench/results/inference.json")
+    ap.add_argument("--delegate", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--gpubox", action="store_true", help="run in lab/gpubox.py's trixie root")
     a = ap.parse_args()
+    if a.gpubox:
+        return in_gpubox(a)
+    if a.out is None:
+        a.out = ROOT / "bench" / "results" / "inference.json"
+    if a.delegate == "gpu":
+        return gpu_main(a)
     rows = {}
     paths = sorted(a.models.glob("*.tflite")) + [
         p for d in a.extra for p in sorted(d.glob("*.tflite"))
@@ -143,6 +197,62 @@ def main() -> int:
             indent=1,
         )
     )
+    return 0
+
+
+def gpu_main(a: argparse.Namespace) -> int:
+    from lab.machine import describe
+
+    rows = {}
+    for p in sorted(a.models.glob("*.tflite")):
+        rows[p.stem] = row = gpu_against_cpu(p, min(a.n, 300))
+        print(
+            f"{p.stem}: on {row['runs_on']}, invoke median {row['invoke_us']['median']:.0f} us "
+            f"(p95 {row['invoke_us']['p95']:.0f}); vs CPU on {row['windows_compared']} windows: "
+            f"max |diff| {row['max_abs_diff']:.2e} "
+            f"(outputs up to {row['output_scale_max_abs']:.1f}), "
+            f"argmax agree {row['argmax_agree']:.3f}",
+            flush=True,
+        )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(
+        json.dumps(
+            {
+                "machine": describe(),
+                "runtime": "ai-edge-litert CompiledModel, HardwareAccelerator.GPU | CPU",
+                "vulkan": os.environ.get("BEDSIDE_VULKAN_DEVICE", "whatever the loader finds"),
+                "models": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    return 0
+
+
+def in_gpubox(a: argparse.Namespace) -> int:
+    """This script with --delegate gpu inside lab/gpubox.py's root; the result copied out."""
+    import shutil
+    import tempfile
+
+    from lab import gpubox
+
+    out = a.out or ROOT / "bench" / "results" / "inference_gpu_lavapipe.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        done = gpubox.run(
+            ["env", "BEDSIDE_VULKAN_DEVICE=lavapipe (Mesa, Debian trixie)", "python",
+             "/src/bench/inference.py", "--delegate", "gpu", "--models", "/src/models",
+             "--n", str(a.n), "--out", "/out/r.json"],
+            out_dir=Path(tmp),
+        )  # fmt: skip
+        lines = [ln for ln in done.stdout.splitlines() if not ln.startswith(("INFO", "I0000"))]
+        print("\n".join(lines))
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return done.returncode
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(tmp) / "r.json", out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -63,7 +63,7 @@ from device.config import load_config  # noqa: E402
 from device.errors import UserError  # noqa: E402
 
 EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
-MODELS = ROOT / "device" / "models"
+MODELS = ROOT / "models"
 #: the model the manifest variants break: chosen by default for PPG (prefer_over_dsp, cpu)
 MODEL = "rr_ppg_cnn_int8"
 

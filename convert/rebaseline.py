@@ -2,7 +2,7 @@
 
     python -m convert.rebaseline [--data ../shared/data/bidmc/bidmc_csv] [MANIFEST.json ...]
 
-For each manifest (default: every model shipped in ``device/models``), the device's own
+For each manifest (default: every model shipped in ``models/``), the device's own
 signal-processing estimator for the model's (quantity, role) (``device.estimators.registry``,
 fallbacks included: RR from PPG is ``PulseModulationRR``) is run over the same subjects the
 model was cross-validated on and scored by the same rule as ``bedside train``. The manifest's
@@ -57,7 +57,7 @@ def prefer(manifest: dict[str, Any]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("manifests", nargs="*", type=Path, help="default: device/models/*.json")
+    ap.add_argument("manifests", nargs="*", type=Path, help="default: models/*.json")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BIDMC CSV folder")
     args = ap.parse_args(argv)
     paths = args.manifests or sorted(shipped_models_dir().glob("*.json"))

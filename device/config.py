@@ -431,15 +431,18 @@ class ModelsConfig:
     )
     dir: str = doc(
         "folder of <task>_<inputs>_<arch>_<quant>.tflite models with .json manifests; "
-        "empty: the models shipped in the package (device/models)",
+        "empty: the models shipped with the software (models/; device/models in the wheel)",
         "",
     )
     delegate: str = doc(
-        "where models run: cpu, gpu (needs delegate_path) or edgetpu (needs libedgetpu.so.1)", "cpu"
+        "where models run: cpu, gpu (LiteRT's GPU accelerator over Vulkan, or delegate_path) or "
+        "edgetpu (needs libedgetpu.so.1)",
+        "cpu",
     )
     delegate_path: str = doc(
-        "gpu: path of the TFLite GPU delegate library the user built "
-        "(libtensorflowlite_gpu_delegate.so); no prebuilt one exists for Linux",
+        "gpu: path of a TFLite GPU delegate library the user built "
+        "(libtensorflowlite_gpu_delegate.so); empty: LiteRT's own GPU accelerator (WebGPU "
+        "over Vulkan, in the ai-edge-litert wheel)",
         "",
     )
     fallback: str = doc(
@@ -660,7 +663,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(
             f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
         ) from None
-    import tomllib  # only with a config file (not on the command line's defaults)
+    from device.compat import tomllib  # only with a config file (not the command line's defaults)
 
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -22,19 +22,26 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from device.config import ModelsConfig
 from device.delegates import DELEGATES, DelegateChoice, open_library, resolve_delegate
+from device.delegates.litert_gpu import Tensor, tensor_of
 from device.errors import UserError
 from device.features import SPECS, FeatureSpec
 
 
 def shipped_models_dir() -> Path:
-    """The models shipped in the package (``device/models``), wherever it is installed."""
-    return Path(str(importlib.resources.files("device") / "models"))
+    """The models shipped with the software, wherever it is installed: ``device/models`` in
+    an installed wheel (pyproject maps the checkout's top-level ``models/`` there), the
+    checkout's ``models/`` when the package runs from a checkout (``PYTHONPATH=.``, or an
+    editable install)."""
+    packaged = Path(str(importlib.resources.files("device") / "models"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "models"
 
 
 #: Manifest keys the device relies on.
@@ -254,27 +261,20 @@ class TfliteModel:
         self.name = str(self.manifest["name"])
         #: where it runs: the configured delegate, or the CPU as its configured fallback
         self.delegate: DelegateChoice = resolve_delegate(cfg)
-        delegates = DELEGATES[self.delegate.key].load(cfg)
-        mod = interpreter_module()
         try:
-            with litert_info_filtered():
-                self._interp = mod.Interpreter(
-                    model_path=str(self.path),
-                    experimental_delegates=delegates or None,
-                    num_threads=cfg.threads,
-                )
-                self._interp.allocate_tensors()
+            self._runner: Runner = DELEGATES[self.delegate.key].open(self.path, cfg)
         except (ValueError, RuntimeError) as e:
             raise UserError(
                 f"{self.path}: LiteRT cannot load the model ({e})",
                 "reconvert it with 'bedside convert' for this delegate",
             ) from None
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
+        #: where the ops run: "cpu", or "gpu" / "gpu+cpu" on LiteRT's GPU accelerator
+        self.where = self._runner.where
+        self._in, self._out = self._runner.input, self._runner.output
         want = (1, *self.spec.shape)
-        if tuple(int(v) for v in self._in["shape"]) != want:
+        if self._in.shape != want:
             raise UserError(
-                f"{self.path}: input tensor shape {tuple(self._in['shape'])} is not {want} "
+                f"{self.path}: input tensor shape {self._in.shape} is not {want} "
                 "(the manifest's window)",
                 "reconvert the model from its training output",
             )
@@ -282,18 +282,48 @@ class TfliteModel:
     def run(self, window: np.ndarray) -> np.ndarray:
         """One window (n_samples, channels) -> the model's output vector as float."""
         x = np.asarray(window, dtype=np.float32)[None, ...]
-        dt = self._in["dtype"]
+        dt = self._in.dtype
         if dt != np.float32:
-            scale, zero = self._in["quantization"]
             info = np.iinfo(dt)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dt)
-        self._interp.set_tensor(self._in["index"], x)
-        self._interp.invoke()
-        y = self._interp.get_tensor(self._out["index"])[0]
-        if self._out["dtype"] != np.float32:
-            scale, zero = self._out["quantization"]
+            x = np.clip(np.round(x / self._in.scale + self._in.zero_point), info.min, info.max)
+            x = x.astype(dt)
+        y = self._runner.invoke(x)[0]
+        if self._out.dtype != np.float32:
+            scale, zero = self._out.scale, self._out.zero_point
             return np.asarray((y.astype(np.float32) - zero) * scale, dtype=np.float32)
         return np.asarray(y, dtype=np.float32)
+
+
+class Runner(Protocol):
+    """One loaded model as a delegate opens it (``Delegate.open``)."""
+
+    where: str
+    input: Tensor
+    output: Tensor
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """The input tensor (in its dtype, with the batch axis) -> the output tensor."""
+
+
+class InterpreterRunner:
+    """LiteRT's classic Interpreter, with the delegate objects a delegate loaded (none: the
+    CPU's XNNPACK kernels)."""
+
+    def __init__(self, path: Path, delegates: list[Any], threads: int) -> None:
+        with litert_info_filtered():
+            self._interp = interpreter_module().Interpreter(
+                model_path=str(path), experimental_delegates=delegates or None, num_threads=threads
+            )
+            self._interp.allocate_tensors()
+        self.where = "delegate" if delegates else "cpu"
+        i, o = self._interp.get_input_details()[0], self._interp.get_output_details()[0]
+        self._i, self._o = int(i["index"]), int(o["index"])
+        self.input, self.output = tensor_of(i), tensor_of(o)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        self._interp.set_tensor(self._i, x)
+        self._interp.invoke()
+        return np.array(self._interp.get_tensor(self._o))
 
 
 def models_dir(cfg: ModelsConfig | None) -> Path:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from device.compat import UTC
 from device.roles import EstimateKey, Role
 
 SCHEMA_VERSION = 1

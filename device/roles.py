@@ -1,14 +1,16 @@
 """The typed keys that cross the core's seams: what is measured (``Quantity``), from which
 sensor (``Role``), and the pair that names one estimate (``EstimateKey``).
 
-Both enums are ``StrEnum``: ``Role.PPG == "ppg"`` and they serialise as their value, so
-configs, JSON lines and MQTT payloads keep their plain strings.
+Both enums are ``StrEnum`` (``device.compat``: 3.11's, or one that behaves the same on 3.10):
+``Role.PPG == "ppg"`` and they serialise as their value, so configs, JSON lines and MQTT
+payloads keep their plain strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from device.compat import StrEnum
 
 
 class Quantity(StrEnum):

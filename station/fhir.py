@@ -29,8 +29,10 @@ import statistics
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from device.compat import UTC
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

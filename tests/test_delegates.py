@@ -43,8 +43,10 @@ needs_no_edgetpu = pytest.mark.skipif(
 )
 
 
-def bedside(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+def bedside(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "device", *args],
         cwd=ROOT,
@@ -98,11 +100,17 @@ def test_missing_delegate_with_fail_refuses_to_start(mosquitto, tmp_path: Path) 
     assert "fix: install the Edge TPU runtime" in lines[0]
     assert "Traceback" not in done.stderr
 
-    # the default is fail too; a GPU without its library path names the library to build
-    done = bedside(*run, "--delegate", "gpu")
+    # the default is fail too; a GPU without a library path is LiteRT's own accelerator,
+    # which names why it did not start (here: no Vulkan driver at all) and the fix
+    done = bedside(*run, "--delegate", "gpu", env={"VK_ICD_FILENAMES": "/nonexistent.json"})
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert "libtensorflowlite_gpu_delegate.so" in line and "fix:" in line
+    assert "LiteRT GPU accelerator" in line and "No adapters found" in line and "fix:" in line
+    # a library path that does not open names the library
+    done = bedside(*run, "--delegate", "gpu", "--delegate-path", "/nonexistent/libgpu.so")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "GPU delegate /nonexistent/libgpu.so failed to load" in line and "fix:" in line
 
     # --check-config performs the same check: refused, exit 1, the same reason
     chk = bedside(*run, "--delegate", "edgetpu", "--check-config")

@@ -17,17 +17,20 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from device.compat import tomllib
 from device.config import parse_config, sections
 from device.config_example import example_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCERPT = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
-COPIED = ("pyproject.toml", "README.md", "device", "convert", "lab", "docs", "systemd")
+COPIED = (
+    "pyproject.toml", "README.md", "device", "models", "convert", "lab", "station", "docs",
+    "systemd",
+)  # fmt: skip
 
 
 # -- the example config --------------------------------------------------------------------

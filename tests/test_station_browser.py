@@ -262,10 +262,12 @@ def test_station_page_puts_historical_vitals_in_the_trend_never_as_current(
     """Store-and-forward seconds (``"historical": true``, late, with their own ``ts``) go into
     the trend only; a second delivered twice (same ``seq``) is counted once."""
     import json
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from device.compat import UTC
 
     broker = mosquitto_factory(websockets=True)
     browser.get(station_server(broker.ws_url))

@@ -7,12 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from device.compat import UTC
 from station.fhir import build_bundle, seconds_from_records
 
 ROOT = Path(__file__).resolve().parents[1]

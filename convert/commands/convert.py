@@ -12,8 +12,11 @@ breaths/min.
                     runs edgetpu_compiler when on PATH, else prints the command
   --target gpu      float16 (what the TFLite GPU delegate runs)
 
+Without --out the model goes to the checkout's ``models/`` folder (the models the wheel ships):
+``models/<MODEL stem>_<quant>.tflite``.
+
 Examples:
-  bedside convert build/hr_ppg_cnn.keras --quant int8 --out models/hr_ppg_cnn_int8.tflite
+  bedside convert build/models/hr_ppg_cnn.keras --quant int8     # -> models/hr_ppg_cnn_int8.tflite
   bedside convert build/hr_ppg_cnn.keras --quant float16 --target gpu \
       --out models/hr_ppg_cnn_float16.tflite
 """
@@ -34,6 +37,10 @@ from typing import Any
 import numpy as np
 
 from device.errors import UserError
+
+#: where a converted model goes without --out: the checkout's models/ (run from the checkout),
+#: which pyproject maps to the package device.models in the wheel
+DEFAULT_OUT_DIR = Path("models")
 
 #: Ops the Edge TPU compiler maps to the accelerator (Coral's "supported operations" list);
 #: anything else runs on the CPU, which defeats the point of the accelerator.
@@ -95,7 +102,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "real windows saved by training)",
     )
     p.add_argument("--target", default="cpu", choices=("cpu", "gpu", "edgetpu"))
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.tflite")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.tflite",
+        help="default models/<MODEL stem>_<quant>.tflite (_edgetpu added for that target): "
+        "the checkout's models/ folder, which the wheel ships",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
             )
     info = json.loads(train_json.read_text())
     quant = args.quant
+    if args.out is None:
+        suffix = "_edgetpu" if args.target == "edgetpu" else ""
+        args.out = DEFAULT_OUT_DIR / f"{stem}_{quant}{suffix}.tflite"
     if args.target == "gpu" and quant != "float16":
         raise UserError(
             f"--target gpu with --quant {quant}",

@@ -69,7 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of bidmc_NN_Signals.csv(.gz)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/models"),
+        metavar="DIR",
+        help="output folder (default build/models; 'bedside convert' then writes the .tflite to "
+        "models/)",
+    )
     p.add_argument(
         "--inputs",
         default="ppg",

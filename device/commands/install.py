@@ -72,7 +72,10 @@ MARKER = ".bedside-build.json"
 #: a trial start (--root) must say READY=1 within this time
 TRIAL_READY_S = 60.0
 #: source paths whose content makes a build (the fingerprint in the environment's name)
-SOURCE_PATHS = ("pyproject.toml", "README.md", "device", "convert", "lab", "docs")
+#: what goes into a build (models/ is the package device.models in the wheel)
+SOURCE_PATHS = (
+    "pyproject.toml", "README.md", "device", "models", "convert", "lab", "station", "docs",
+)  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -367,7 +370,7 @@ def build_venv(h: Host, venv: Path, source: Path, args: argparse.Namespace) -> N
             str(Path(args.venv_site_packages).resolve()) + "\n"
         )
     step(pip, "pip install")
-    # the package carries its models (device/models): check the installed copy has them
+    # the package carries its models (models/ -> device/models): check the installed copy has them
     count = step(
         [
             str(py),

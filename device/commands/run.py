@@ -120,13 +120,14 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--delegate",
         choices=sorted(DELEGATES),
-        help="where the models run: cpu, gpu (needs --delegate-path) or edgetpu "
-        "(needs libedgetpu.so.1)",
+        help="where the models run: cpu, gpu (LiteRT's GPU accelerator over Vulkan, or "
+        "--delegate-path) or edgetpu (needs libedgetpu.so.1)",
     )
     g.add_argument(
         "--delegate-path",
         metavar="LIB",
-        help="gpu: the TFLite GPU delegate library built for the board",
+        help="gpu: a TFLite GPU delegate library built for the board (default: LiteRT's own "
+        "GPU accelerator)",
     )
     g.add_argument(
         "--fallback",

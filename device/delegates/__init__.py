@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from device.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from device.config import ModelsConfig
+    from device.inference import Runner
 
 log = logging.getLogger("bedside.delegates")
 
@@ -59,7 +62,19 @@ class Delegate(Protocol):
 
     def load(self, cfg: ModelsConfig) -> list[Any]:
         """The LiteRT delegate objects for one interpreter (empty for plain CPU); raises
-        ``DelegateUnavailable``."""
+        ``DelegateUnavailable``. ``resolve_delegate`` calls it once to see that the delegate
+        starts."""
+
+    def open(self, path: Path, cfg: ModelsConfig) -> Runner:
+        """One model loaded to run here (``interpreter_runner`` for the classic Interpreter
+        with ``load``'s delegate objects)."""
+
+
+def interpreter_runner(path: Path, delegates: list[Any], cfg: ModelsConfig) -> Runner:
+    """The model in LiteRT's classic Interpreter with these delegate objects."""
+    from device.inference import InterpreterRunner
+
+    return InterpreterRunner(path, delegates, cfg.threads)
 
 
 def open_library(library: str) -> Any:

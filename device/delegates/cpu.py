@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from device.delegates import interpreter_runner
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from device.config import ModelsConfig
+    from device.inference import Runner
 
 
 class CpuDelegate:
@@ -18,3 +23,6 @@ class CpuDelegate:
 
     def load(self, cfg: ModelsConfig) -> list[Any]:
         return []
+
+    def open(self, path: Path, cfg: ModelsConfig) -> Runner:
+        return interpreter_runner(path, [], cfg)

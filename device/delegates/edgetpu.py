@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from device.delegates import DelegateUnavailable, open_library
+from device.delegates import DelegateUnavailable, interpreter_runner, open_library
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from device.config import ModelsConfig
+    from device.inference import Runner
 
 LIBRARY = "libedgetpu.so.1"
 
@@ -35,3 +38,6 @@ class EdgeTpuDelegate:
                 "repository) and plug in the accelerator, or run on the CPU "
                 '([models] delegate = "cpu", or fallback = "cpu")',
             ) from None
+
+    def open(self, path: Path, cfg: ModelsConfig) -> Runner:
+        return interpreter_runner(path, self.load(cfg), cfg)

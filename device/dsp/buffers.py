@@ -41,5 +41,5 @@ class RingBuffer:
             return np.zeros(0)
         start = (self._pos - n) % self.capacity
         if start + n <= self.capacity:
-            return self._data[start : start + n].copy()
+            return np.array(self._data[start : start + n])  # a copy
         return np.concatenate((self._data[start:], self._data[: (start + n) - self.capacity]))

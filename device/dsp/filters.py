@@ -172,7 +172,7 @@ class CausalFilter:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.size == 0:
-            return x.copy()
+            return np.array(x)  # a copy (ndarray.copy() is typed Any under 3.10)
         if self._zi is None:
             self._zi = self._zi_unit * x[0]
         compiled = kernel("sosfilt")

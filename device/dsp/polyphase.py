@@ -150,7 +150,7 @@ class PolyphaseResampler:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = np.asarray(x, dtype=np.float64)
         if self.identity:
-            return y.copy()
+            return np.array(y)  # a copy
         for stage in self.stages:
             y = stage(y)
         return y

@@ -38,7 +38,7 @@ class Resampler:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self.identity:
-            return x.copy()
+            return np.array(x)  # a copy
         if self._aa is not None:
             x = self._aa(x)
         buf = np.concatenate((self._prev, x))

@@ -177,7 +177,7 @@ def transform(feats: np.ndarray) -> np.ndarray:
     """What the classifier sees: logs of the spectral ratios (they span decades), the
     repetition ratios as they are. Works on one vector or a (n, 12) matrix."""
     f = np.asarray(feats, dtype=np.float64)
-    out = f.copy()
+    out = np.array(f)  # a copy
     out[..., :6] = np.log(f[..., :6] + 1e-3)
     return out
 

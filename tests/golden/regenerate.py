@@ -11,13 +11,19 @@ commit message.
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-SHARED = ROOT.parent / "shared" / "data" / "bidmc" / "bidmc_csv"
+#: ../shared/data, or BEDSIDE_SHARED_DATA (as tests/conftest.py: a worktree one level deeper)
+SHARED = (
+    Path(os.environ.get("BEDSIDE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    / "bidmc"
+    / "bidmc_csv"
+)
 EXCERPT = ROOT / "device" / "data" / "bidmc_09_excerpt.csv.gz"
 
 #: name -> (recording, extra arguments): a quiet record (01), the two hardest (13: many
