@@ -7,14 +7,15 @@ would pass it on; each classified beat's feature vector (``device.beats.classify
 is logged. Each detected beat is labelled with the AAMI class of the reference beat within
 150 ms (``Q`` when there is none: an extra detection should not be called V or S).
 
-The network (``device.beats.model.MlpModel``: standardised features, two ReLU layers,
-softmax over N S V F Q) is fitted with Adam on a class-balanced cross-entropy, in numpy.
-Cross-validation leaves one DS1 patient out at a time (201 is one patient with the held-back
-202), scoring VEB and SVEB gross statistics on the left-out record from 5 min on, beside the
-signal-processing rules (``RuleModel``) on the same beats. The paced records (102 104 107 217)
-are used for training only (their paced beats are Q), never scored. The final network is fitted
-on every record and written with its CV figures; it is preferred over the rules on the
-appliance only when its pooled CV VEB Se and +P are both at least the rules'.
+The network (``device.beats.model.MlpModel``: standardised, clipped features, two ReLU
+layers, softmax over N S V F Q; ``MEMBERS`` networks from different seeds, averaged) is
+fitted with Adam on a class-weighted cross-entropy, in numpy. An extra detection and a
+reference Q beat are trained as N (MIT-BIH's Q beats are paced; the paced records 102 104 107
+217 are neither trained on nor scored). Cross-validation leaves one DS1 patient out at a time
+(201 is one patient with the held-back 202), scoring VEB and SVEB gross statistics on the
+left-out record from 5 min on, beside the signal-processing rules (``RuleModel``) on the same
+beats. The final network is fitted on every DS1 record and written with its CV figures; the
+appliance prefers it over the rules when its pooled CV VEB Se + +P is at least the rules'.
 
     python -m convert.beats [--data ../shared/data/mitdb] [--out device/beats/beat_mlp.json]
     bedside train beats --data ../shared/data/mitdb      # the same, through the CLI registry
@@ -23,7 +24,6 @@ appliance only when its pooled CV VEB Se and +P are both at least the rules'.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -38,7 +38,11 @@ from device.beats.classify import FEATURES
 from device.beats.model import CLASS_ORDER, MODEL_PATH, MlpModel, RuleModel
 
 CLASSES = tuple(c.value for c in CLASS_ORDER)
-CACHE_VERSION = 4
+CACHE_VERSION = 7
+#: the network's hidden layers
+HIDDEN = (32, 16)
+#: class weights in training: (class share)^-BALANCE (0: none; 1: every class counts equally)
+BALANCE = 0.7
 
 
 def shared_mitdb() -> Path:
@@ -95,9 +99,10 @@ def record_table(path: Path, detector: str = "main", cache: Path | None = None) 
                 tuple(map(tuple, z["vf_s"].reshape(-1, 2))), float(z["duration_s"]),
             )  # fmt: skip
     rec = read_record(path)
+    log0: list[tuple[float, np.ndarray]] = []
     if detector == "reference":
         t = rec.reference.t_s
-        beats = replay(rec, t, model=RuleModel(), features=(log := []))
+        beats = replay(rec, t, model=RuleModel(), features=(log := log0))
     else:
         from lab.beat_detect import detect_beats
 
@@ -106,18 +111,18 @@ def record_table(path: Path, detector: str = "main", cache: Path | None = None) 
             rec,
             [b.t_s for b in det],
             model=RuleModel(),
-            features=(log := []),
+            features=(log := log0),
             arrival_s=[b.arrival_s for b in det],
             beat_leads=[b.leads for b in det],
         )
-    # beats with no usable lead carry no features (they are Q whatever the model)
+    # a beat with no usable lead has no features (NaN row): it is Q whatever the model
     feats = dict(log)
-    t_s = np.array([b.t_s for b in beats if b.t_s in feats])
-    x = (
-        np.stack([feats[b.t_s] for b in beats if b.t_s in feats])
-        if len(t_s)
-        else np.zeros((0, len(FEATURES)))
-    )
+    t_s = np.array([b.t_s for b in beats], dtype=np.float64)
+    x = np.full((len(beats), len(FEATURES)), np.nan)
+    for i, b in enumerate(beats):
+        f = feats.get(b.t_s)
+        if f is not None:
+            x[i] = f
     label = _match(rec.reference.t_s, rec.reference.classes, t_s)
     vf = np.asarray(rec.reference.vf_s, dtype=np.float64).reshape(-1, 2)
     tab = Table(
@@ -134,27 +139,23 @@ def record_table(path: Path, detector: str = "main", cache: Path | None = None) 
 
 
 # -- the network -----------------------------------------------------------------------------
-def _targets(label: np.ndarray) -> np.ndarray:
-    """Class index per beat: the AAMI class; an extra detection ('O') is Q."""
-    lab = np.where(label == "O", "Q", label)
-    return np.array([CLASSES.index(c) for c in lab], dtype=np.int64)
-
-
 def fit_mlp(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    hidden: tuple[int, ...] = (32, 16),
+    hidden: tuple[int, ...] | None = None,
     epochs: int = 40,
     seed: int = 0,
     lr: float = 3e-3,
     l2: float = 1e-4,
     batch: int = 256,
-    balance: float = 0.5,
+    balance: float | None = None,
     clip: float = 6.0,
 ) -> dict[str, Any]:
     """Weights of a softmax MLP (the ``MlpModel`` JSON's numeric part). Class weights are
     (count share)^-``balance``, so rare classes count more without swamping N."""
+    hidden = HIDDEN if hidden is None else hidden
+    balance = BALANCE if balance is None else balance
     rng = np.random.default_rng(seed)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -212,17 +213,46 @@ def fit_mlp(
     }
 
 
+#: networks fitted from different seeds and averaged (one alone varies from seed to seed by a
+#: few points of VEB +P on a left-out record)
+MEMBERS = 3
+
+
+def fit_members(x: np.ndarray, y: np.ndarray, members: int = MEMBERS, **kw: Any) -> dict[str, Any]:
+    """``members`` networks, seeds 0.., as the ``MlpModel`` JSON's numeric part."""
+    return {"members": [fit_mlp(x, y, seed=s, **kw) for s in range(members)]}
+
+
 def make_model(weights: dict[str, Any], **extra: Any) -> MlpModel:
     data = {"features": list(FEATURES), "classes": list(CLASSES), **weights, **extra}
     return MlpModel(data)
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    """Class letters of the rows of ``x``."""
+    """Class letters of the rows of ``x`` (``Q`` for a row without features)."""
+    ok = np.isfinite(x).all(axis=1)
+    out = np.full(len(x), "Q", dtype="<U1")
+    if not ok.any():
+        return out
     if isinstance(model, MlpModel):
-        p = model.probabilities(x)
-        return np.array([CLASSES[k] for k in p.argmax(axis=1)], dtype="<U1")
-    return np.array([model.classify(r)[0].value for r in x], dtype="<U1")
+        p = model.probabilities(x[ok])
+        out[ok] = [CLASSES[k] for k in p.argmax(axis=1)]
+    else:
+        out[ok] = [model.classify(r)[0].value for r in x[ok]]
+    return out
+
+
+def training_rows(tables: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and target class indices of every beat with features. An extra detection
+    ('O') and an unclassifiable reference beat are trained as N: the network has no Q output
+    worth learning from these (MIT-BIH's Q beats are paced, and paced records are not
+    trained on); Q is what the classifier says for a beat with no usable lead."""
+    x = np.concatenate([t.x for t in tables])
+    lab = np.concatenate([t.label for t in tables])
+    ok = np.isfinite(x).all(axis=1)
+    lab = np.where((lab == "O") | (lab == "Q"), "N", lab)
+    y = np.array([CLASSES.index(c) for c in lab], dtype=np.int64)
+    return x[ok], y[ok]
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -231,7 +261,12 @@ def score(tab: Table, classes: np.ndarray) -> Any:
     from lab.ec57 import compare
 
     return compare(
-        tab.ref_t_s, tab.ref_class, tab.t_s, classes, end_s=tab.duration_s, vf_s=tab.vf_s
+        tab.ref_t_s,
+        list(tab.ref_class),
+        tab.t_s,
+        list(classes),
+        end_s=tab.duration_s,
+        vf_s=tab.vf_s,
     )
 
 
@@ -240,41 +275,46 @@ def patient_of(name: str) -> str:
 
 
 def cross_validate(
-    tables: list[Table], scored: list[str], *, seeds: int = 1, **fit_kw: Any
+    tables: list[Table],
+    *,
+    test_tables: dict[str, list[Table]] | None = None,
+    log: bool = True,
+    **fit_kw: Any,
 ) -> dict[str, Any]:
-    """Leave one patient out: each scored record's beats classified by a network fitted on
-    every other record (the paced ones included), and by the rules. Pooled and per record."""
+    """Leave one patient out: each record's beats classified by a network fitted on every
+    other patient's records, and by the rules. ``test_tables``: other beat sets of the same
+    records to score the same out-of-fold networks on (name -> one table per record, in the
+    order of ``tables``). Returns pooled and per-record EC57 statistics, per beat set."""
     from lab.ec57 import Confusion
 
-    pooled = {"mlp": Confusion(), "rules": Confusion()}
+    sets = {"detected": tables, **(test_tables or {})}
+    pooled = {(k, m): Confusion() for k in sets for m in ("mlp", "rules")}
     per: dict[str, dict[str, Any]] = {}
     rules = RuleModel()
-    for tab in tables:
-        if tab.name not in scored:
-            continue
+    for i, tab in enumerate(tables):
         train = [t for t in tables if patient_of(t.name) != patient_of(tab.name)]
-        x = np.concatenate([t.x for t in train])
-        y = np.concatenate([_targets(t.label) for t in train])
-        probs = np.zeros((len(tab.x), len(CLASSES)))
-        for s in range(seeds):
-            m = make_model(fit_mlp(x, y, seed=s, **fit_kw))
-            probs += m.probabilities(tab.x)
-        mlp_c = np.array([CLASSES[k] for k in probs.argmax(axis=1)], dtype="<U1")
-        c_m, c_r = score(tab, mlp_c), score(tab, predict(rules, tab.x))
-        pooled["mlp"] += c_m
-        pooled["rules"] += c_r
-        per[tab.name] = {"mlp": c_m.statistics(), "rules": c_r.statistics()}
-        print(
-            f"  {tab.name}: mlp VEB {c_m.veb_tp}/{c_m.veb_tp + c_m.veb_fn} FP {c_m.veb_fp}"
-            f" | rules {c_r.veb_tp}/{c_r.veb_tp + c_r.veb_fn} FP {c_r.veb_fp}",
-            file=sys.stderr,
-            flush=True,
-        )
+        model = make_model(fit_members(*training_rows(train), **fit_kw))
+        per[tab.name] = {}
+        for k, tl in sets.items():
+            t = tl[i]
+            c_m, c_r = score(t, predict(model, t.x)), score(t, predict(rules, t.x))
+            pooled[(k, "mlp")] += c_m
+            pooled[(k, "rules")] += c_r
+            per[tab.name][k] = {"mlp": c_m.statistics(), "rules": c_r.statistics()}
+            if log:
+                print(
+                    f"  {tab.name} {k}: mlp VEB {c_m.veb_tp}/{c_m.veb_tp + c_m.veb_fn} FP "
+                    f"{c_m.veb_fp} | rules {c_r.veb_tp}/{c_r.veb_tp + c_r.veb_fn} FP {c_r.veb_fp}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return {
-        "pooled": {k: v.statistics() for k, v in pooled.items()},
-        "tables": {k: v.table() for k, v in pooled.items()},
-        "per_record": per,
-    }
+        k: {
+            "pooled": {m: pooled[(k, m)].statistics() for m in ("mlp", "rules")},
+            "tables": {m: pooled[(k, m)].table() for m in ("mlp", "rules")},
+        }
+        for k in sets
+    } | {"per_record": per}
 
 
 def load_tables(data: Path, names: list[str], detector: str, cache: Path | None) -> list[Table]:
@@ -282,7 +322,9 @@ def load_tables(data: Path, names: list[str], detector: str, cache: Path | None)
     for r in names:
         t0 = time.perf_counter()
         out.append(record_table(data / f"{r}.hea", detector, cache))
-        print(f"  {r}: {len(out[-1].t_s)} beats ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        print(
+            f"  {r}: {len(out[-1].t_s)} beats ({time.perf_counter() - t0:.1f} s)", file=sys.stderr
+        )
     return out
 
 
@@ -292,43 +334,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, default=Path("build/beats"), help="feature tables")
     p.add_argument("--detector", choices=("main", "reference"), default="main")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--seeds", type=int, default=1, help="networks averaged in CV")
     p.add_argument("--no-cv", action="store_true", help="fit the final network only")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.ec57 import DS1, PACED
+    from lab.ec57 import DS1
 
     data = args.data or shared_mitdb()
-    names = [*DS1, *PACED]
+    names = list(DS1)
     print(f"feature tables ({args.detector} detector):", file=sys.stderr)
     tables = load_tables(data, names, args.detector, args.cache)
     cv: dict[str, Any] = {}
     if not args.no_cv:
         print("leave-one-patient-out:", file=sys.stderr)
-        cv = cross_validate(tables, list(DS1), epochs=args.epochs, seeds=args.seeds)
-    x = np.concatenate([t.x for t in tables])
-    y = np.concatenate([_targets(t.label) for t in tables])
-    weights = fit_mlp(x, y, epochs=args.epochs)
+        cv = cross_validate(tables, epochs=args.epochs, balance=BALANCE)["detected"]
+    weights = fit_members(*training_rows(tables), epochs=args.epochs, balance=BALANCE)
+    n_beats = int(sum(np.isfinite(t.x).all(axis=1).sum() for t in tables))
     pooled = cv.get("pooled", {})
     m, r = pooled.get("mlp", {}), pooled.get("rules", {})
     prefer = bool(
         m
         and all(m.get(k) is not None and r.get(k) is not None for k in ("veb_se", "veb_pp"))
-        and m["veb_se"] >= r["veb_se"]
-        and m["veb_pp"] >= r["veb_pp"]
+        and m["veb_se"] + m["veb_pp"] >= r["veb_se"] + r["veb_pp"]
     )
     manifest = {
         "name": "beat_mlp",
-        "fitted": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "trained_on": {"records": names, "detector": args.detector, "beats": int(len(y))},
-        "architecture": {"hidden": [32, 16], "activation": "relu", "epochs": args.epochs},
+        "fitted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "trained_on": {"records": names, "detector": args.detector, "beats": n_beats},
+        "architecture": {
+            "hidden": list(HIDDEN),
+            "activation": "relu",
+            "epochs": args.epochs,
+            "members": MEMBERS,
+            "class_balance": BALANCE,
+        },
         "cv": {
-            "scheme": "leave one DS1 patient out; paced records train only; EC57 from 5 min",
+            "scheme": "leave one DS1 patient out, EC57 gross statistics from 5 min on, "
+            "150 ms match window, on the beats of main's QRS detector and lead fusion",
             "pooled": pooled,
             "tables": cv.get("tables", {}),
         },
         "prefer_over_dsp": prefer,
+        "prefer_rule": "VEB Se + VEB +P of the network >= the rules' (pooled CV)",
     }
     make_model(weights)  # validates the layout
     data_out = {"features": list(FEATURES), "classes": list(CLASSES), **manifest, **weights}

@@ -314,7 +314,7 @@ def score_detections(
     detector's Se/+P is measured."""
     return compare(
         reference.t_s,
-        reference.classes,
+        list(reference.classes),
         np.asarray(detected_t_s, dtype=np.float64),
         ["N"] * len(detected_t_s),
         start_s=start_s,

@@ -26,7 +26,11 @@ NAME = "mitdb_119_excerpt"
 
 def _default_data() -> Path:
     env = os.environ.get("BEDSIDE_SHARED_DATA")
-    for cand in (Path(env) if env else None, ROOT.parent / "shared/data", ROOT.parents[1] / "shared/data"):
+    for cand in (
+        Path(env) if env else None,
+        ROOT.parent / "shared/data",
+        ROOT.parents[1] / "shared/data",
+    ):
         if cand is not None and (cand / "mitdb").is_dir():
             return cand / "mitdb"
     return ROOT.parent / "shared" / "data" / "mitdb"
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         adc_gain=rec.adc_gain,
         baseline=rec.baseline,
         comments=[
-            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, {START_S}-{START_S + LENGTH_S}"
-            " s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
+            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, "
+            f"{START_S}-{START_S + LENGTH_S} s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
         ],
         write_dir=str(args.out),
     )

@@ -35,7 +35,7 @@ import numpy as np
 
 from device.beats.beat import BeatClass
 from device.beats.morphology import Geometry, Shape, normalised_qrs, normalised_windows, shape
-from device.beats.templates import JOIN_AMP, JOIN_CORR, MERGE_CORR, Clusters
+from device.beats.templates import JOIN_AMP, JOIN_CORR, MERGE_AMP, MERGE_CORR, Clusters
 from device.roles import CARDIAC_FS_HZ
 
 if TYPE_CHECKING:
@@ -165,7 +165,9 @@ class BeatClassifier:
             first_needed = min(first_needed, self._sample(self._pending[0].t_s) - self._reach())
         for name, tr in zip(self.leads, self._traces, strict=True):
             x = samples.get(name)
-            tr.push(np.full(m, np.nan) if x is None else np.asarray(x, dtype=np.float64), first_needed)
+            tr.push(
+                np.full(m, np.nan) if x is None else np.asarray(x, dtype=np.float64), first_needed
+            )
 
     def add_beat(self, t_s: float, usable_leads: Collection[str]) -> None:
         """A detected heartbeat (R-peak time in signal seconds), with the leads judged usable
@@ -250,7 +252,6 @@ class BeatClassifier:
             return ClassifiedBeat(b.t_s, BeatClass.Q, 0.0, (), rr_prev_s=rr_prev, rr_next_s=rr_next)
         wins = {i: normalised_windows(raw[i], g) for i in used}  # type: ignore[arg-type]
         cl = self._clusters
-        dom = cl.dominant
         weights = self._lead_weights(used)
         # best alignment and mean correlation with every cluster
         match: list[tuple[float, int, list[float | None]]] = []
@@ -376,9 +377,11 @@ class BeatClassifier:
             ]
             if not rs:
                 continue
-            w = self._lead_weights([i for i in range(len(ck)) if ck[i] is not None and cj[i] is not None])
+            w = self._lead_weights(
+                [i for i in range(len(ck)) if ck[i] is not None and cj[i] is not None]
+            )
             r_mean = sum(wi * r for wi, r in zip(w.values(), rs, strict=True)) / sum(w.values())
-            if r_mean >= MERGE_CORR and all(1 / 1.25 <= r <= 1.25 for r in amps):
+            if r_mean >= MERGE_CORR and all(1 / MERGE_AMP <= r <= MERGE_AMP for r in amps):
                 keep, drop = (k, j) if cl.items[k].mass >= cl.items[j].mass else (j, k)
                 self._cache.pop(cl.items[drop].ident, None)
                 cl.merge_into(keep, drop)
@@ -411,17 +414,21 @@ class BeatClassifier:
         )
         if dom is None:  # the very first beat: it is its own reference
             s = g.shift
-            sh = {i: shape(raw[i][s : s + g.length], g) for i in used}  # type: ignore[index]
+            sh0 = {i: shape(raw[i][s : s + g.length], g) for i in used}  # type: ignore[index]
             best = max(used, key=lambda i: weights[i])
-            w_ms = 1000.0 * sh[best].width_s
-            noise = float(np.mean([sh[i].noise for i in used]))
+            w_ms = 1000.0 * sh0[best].width_s
+            noise = float(np.mean([sh0[i].noise for i in used]))
             f = np.array(
                 [1, 1, 1, 0, 0, 0, 0, w_ms, w_ms, 0, 0, 0, *rr, 1, 1, 1, 0, noise, len(used)]
                 + [0, 0, 1, 1],
                 dtype=np.float64,
             )
-            return f, {"width_ms": w_ms, "template_corr": 1.0, "amplitude_ratio": 1.0,
-                       "prematurity": rr[0] if rr_prev is not None else None}
+            return f, {
+                "width_ms": w_ms,
+                "template_corr": 1.0,
+                "amplitude_ratio": 1.0,
+                "prematurity": rr[0] if rr_prev is not None else None,
+            }
         corr_d, s, corr_l = match[dom]
         dcache = self._template_cache(dom)
         dtempl = cl.items[dom].templates
@@ -434,15 +441,16 @@ class BeatClassifier:
         w_ms = d_ms = 0.0
         for i in used:
             ci = dcache[i]
-            seg = raw[i][s : s + g.length]  # type: ignore[index]
-            sh = shape(seg, g)
             if ci is None:
                 continue
+            seg = raw[i][s : s + g.length]  # type: ignore[index]
+            sh = shape(seg, g)
             t = dtempl[i]
             assert t is not None
             tsh = ci[1]
             w = weights[i]
-            r = corr_l[i] if corr_l[i] is not None else 0.0
+            ri = corr_l[i]
+            r = ri if ri is not None else 0.0
             a, e = g.qrs
             xc = seg[a:e] - seg[a:e].mean()
             tc = t[a:e] - t[a:e].mean()
@@ -544,7 +552,8 @@ class BeatClassifier:
     def _cluster_corr(self, k: int, d: int) -> float:
         ck, cd = self._template_cache(k), self._template_cache(d)
         rs = [
-            float(a[0] @ b[0]) for a, b in zip(ck, cd, strict=True) if a is not None and b is not None
+            float(a[0] @ b[0])
+            for a, b in zip(ck, cd, strict=True)
+            if a is not None and b is not None
         ]
         return float(np.mean(rs)) if rs else 0.0
-

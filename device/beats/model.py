@@ -7,8 +7,9 @@ or a small network fitted on MIT-BIH by ``convert/beats.py`` and shipped as JSON
   anything else normal. The thresholds are textbook physiology, not fitted: a ventricular
   QRS conducts cell to cell and lasts >= 120 ms; "premature" is >= 12 % early; two beats of
   one focus correlate > 0.9 in shape.
-- ``MlpModel``: a multilayer perceptron (standardised features, ReLU layers, softmax over
-  N S V F Q), a few thousand weights, numpy only; its JSON (``beat_mlp.json`` beside this
+- ``MlpModel``: multilayer perceptrons (standardised, clipped features, two ReLU layers,
+  softmax over N S V F Q; a few networks fitted from different seeds, probabilities averaged),
+  a few thousand weights each, numpy only; its JSON (``beat_mlp.json`` beside this
   file) carries its feature list, cross-validation figures and the rules' figures on the same
   folds. It is used when its cross-validated VEB figures beat the rules' (``prefer_over_dsp``).
 """
@@ -75,12 +76,19 @@ class MlpModel:
                 "refit it with 'bedside train beats'",
             )
         self.name = str(data.get("name", "beat_mlp"))
-        self.clip = float(data.get("clip", 1e9))  # standardised inputs are clipped to +-clip
-        self.mean = np.asarray(data["mean"], dtype=np.float64)
-        self.scale = np.asarray(data["scale"], dtype=np.float64)
-        self.layers = [
-            (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
-            for w, b in data["layers"]
+        # one network, or several ("members") whose probabilities are averaged
+        members = data.get("members") or [data]
+        self.members = [
+            (
+                float(m.get("clip", 1e9)),  # standardised inputs are clipped to +-clip
+                np.asarray(m["mean"], dtype=np.float64),
+                np.asarray(m["scale"], dtype=np.float64),
+                [
+                    (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
+                    for w, b in m["layers"]
+                ],
+            )
+            for m in members
         ]
         self.manifest = data
 
@@ -89,18 +97,26 @@ class MlpModel:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise UserError(f"{path}: unreadable beat model ({e})", "reinstall the package") from None
+            raise UserError(
+                f"{path}: unreadable beat model ({e})", "reinstall the package"
+            ) from None
         return cls(data, str(path))
 
     def probabilities(self, f: np.ndarray) -> np.ndarray:
-        h = np.clip((np.asarray(f, dtype=np.float64) - self.mean) / self.scale, -self.clip, self.clip)
-        for j, (w, b) in enumerate(self.layers):
-            h = h @ w + b
-            if j < len(self.layers) - 1:
-                h = np.maximum(h, 0.0)
-        z = h - h.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+        """Class probabilities (N S V F Q) of one feature vector or of rows of them."""
+        x = np.asarray(f, dtype=np.float64)
+        total: np.ndarray | None = None
+        for clip, mean, scale, layers in self.members:
+            h = np.clip((x - mean) / scale, -clip, clip)
+            for j, (w, b) in enumerate(layers):
+                h = h @ w + b
+                if j < len(layers) - 1:
+                    h = np.maximum(h, 0.0)
+            e = np.exp(h - h.max(axis=-1, keepdims=True))
+            p = e / e.sum(axis=-1, keepdims=True)
+            total = p if total is None else total + p
+        assert total is not None
+        out: np.ndarray = total / len(self.members)
         return out
 
     def classify(self, f: np.ndarray) -> tuple[BeatClass, float]:

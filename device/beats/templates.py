@@ -35,6 +35,7 @@ MEMORY_BEATS = 128.0
 SWITCH = 1.3
 #: Two clusters whose templates correlate this well (and match in amplitude) become one.
 MERGE_CORR = 0.96
+MERGE_AMP = 1.25
 
 
 @dataclass
