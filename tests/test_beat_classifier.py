@@ -153,27 +153,3 @@ def test_the_shipped_model_matches_this_software() -> None:
     bad = dict(m.manifest, features=["corr"])
     with pytest.raises(UserError, match="bedside train beats"):
         MlpModel(bad)
-
-
-SHARED = next(
-    (
-        p
-        for p in (ROOT.parent / "shared/data/mitdb", ROOT.parents[1] / "shared/data/mitdb")
-        if p.is_dir()
-    ),
-    None,
-)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(SHARED is None, reason="../shared/data/mitdb is not here")
-def test_paced_beats_are_mostly_q() -> None:
-    from lab.beat_replay import replay
-    from lab.ec57 import read_record
-
-    assert SHARED is not None
-    rec = read_record(SHARED / "107.hea")
-    out = replay(rec, rec.reference.t_s)
-    paced = [b for b, c in zip(out, rec.reference.classes, strict=True) if c == "Q"]
-    assert len(paced) > 1000
-    assert sum(b.beat_class == BeatClass.Q for b in paced) >= 0.8 * len(paced)
