@@ -1,0 +1,82 @@
+"""Rebuild the bundled MIT-BIH excerpt with isolated ventricular ectopic beats (the beat
+classifier's test record) from the full record (run from the project root):
+
+    python lab/make_beat_excerpt.py [--data ../shared/data/mitdb]
+
+Cuts the first ``LENGTH_S`` seconds of record ``RECORD`` (ventricular bigeminy and trigeminy
+between sinus beats: 46 N and 19 V beats) as a WFDB record of its own in format 212, digital
+values, gains and baselines unchanged, with the reference annotations inside it. See
+device/data/ATTRIBUTION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = "119"
+START_S = 0
+LENGTH_S = 60
+NAME = "mitdb_119_excerpt"
+
+
+def _default_data() -> Path:
+    env = os.environ.get("BEDSIDE_SHARED_DATA")
+    for cand in (
+        Path(env) if env else None,
+        ROOT.parent / "shared/data",
+        ROOT.parents[1] / "shared/data",
+    ):
+        if cand is not None and (cand / "mitdb").is_dir():
+            return cand / "mitdb"
+    return ROOT.parent / "shared" / "data" / "mitdb"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import wfdb
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "device" / "data")
+    args = ap.parse_args(argv)
+    src = str((args.data or _default_data()) / RECORD)
+    head = wfdb.rdheader(src)
+    fs = int(head.fs)
+    a, b = START_S * fs, (START_S + LENGTH_S) * fs
+    rec = wfdb.rdrecord(src, sampfrom=a, sampto=b, physical=False)
+    ann = wfdb.rdann(src, "atr", sampfrom=a, sampto=b - 1, shift_samps=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(
+        NAME,
+        fs=fs,
+        units=rec.units,
+        sig_name=rec.sig_name,
+        d_signal=rec.d_signal,
+        fmt=["212"] * rec.n_sig,
+        adc_gain=rec.adc_gain,
+        baseline=rec.baseline,
+        comments=[
+            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, "
+            f"{START_S}-{START_S + LENGTH_S} s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
+        ],
+        write_dir=str(args.out),
+    )
+    wfdb.wrann(
+        NAME,
+        "atr",
+        np.asarray(ann.sample, dtype=np.int64),
+        symbol=list(ann.symbol),
+        aux_note=[n.rstrip("\x00") for n in ann.aux_note],
+        fs=fs,
+        write_dir=str(args.out),
+    )
+    print(f"wrote {args.out / NAME}.hea/.dat/.atr ({LENGTH_S} s of {RECORD})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
