@@ -92,7 +92,9 @@ class RecordResult:
     cpu_s: float = 0.0
 
 
-def active_intervals(events: Iterable[dict[str, Any]], end_s: float) -> dict[str, list[tuple[float, float]]]:
+def active_intervals(
+    events: Iterable[dict[str, Any]], end_s: float
+) -> dict[str, list[tuple[float, float]]]:
     """Per condition, the spans (s) its alarms sounded unlatched: from an ``active`` event that
     is not latched to the next event of that alarm that is latched, cleared or acknowledged."""
     spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -262,7 +264,9 @@ def score(results: Iterable[RecordResult]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--records", default="", help="comma list of record names (default all)")
     ap.add_argument("--jobs", type=int, default=2, help="records processed in parallel")
@@ -291,8 +295,19 @@ def main(argv: list[str] | None = None) -> int:
             r, k = fut.result()
             results.append(r)
             kept[r.record] = k
-            mark = "TP" if r.raised and r.true_alarm else "FP" if r.raised else "FN" if r.true_alarm else "TN"
-            print(f"[{i}/{len(names)}] {r.record} {r.alarm:24s} {mark} {','.join(r.raised_by)}", flush=True)
+            mark = (
+                "TP"
+                if r.raised and r.true_alarm
+                else "FP"
+                if r.raised
+                else "FN"
+                if r.true_alarm
+                else "TN"
+            )
+            print(
+                f"[{i}/{len(names)}] {r.record} {r.alarm:24s} {mark} {','.join(r.raised_by)}",
+                flush=True,
+            )
     cv = cross_validate(results, kept, args.cv) if args.cv > 1 else None
     wall = time.monotonic() - t0
     by_type = {k: score(r for r in results if r.alarm == k) for k in MATCHES}
@@ -325,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"\n{'type':26s} {'n':>4s} {'TP':>4s} {'TN':>4s} {'FP':>4s} {'FN':>4s} {'score':>6s}")
     for k, s in [*by_type.items(), ("all", overall)]:
-        print(f"{k:26s} {s['records']:4d} {s['tp']:4d} {s['tn']:4d} {s['fp']:4d} {s['fn']:4d} {s['score']!s:>6s}")
+        print(
+            f"{k:26s} {s['records']:4d} {s['tp']:4d} {s['tn']:4d} {s['fp']:4d} {s['fn']:4d}"
+            f" {s['score']!s:>6s}"
+        )
     if cv is not None:
         print(f"\ncross-validated ({cv['folds']} folds, settings chosen on the other folds):")
         for k, s in [*cv["by_type"].items(), ("all", cv["overall"])]:
@@ -334,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['score']!s:>6s}"
             )
         print(f"chosen on all records: {cv['chosen_on_all_records']}")
-    print(f"other life-threatening alarms before 280 s: {out['other_life_threatening_before_280s']}")
+    print(
+        f"other life-threatening alarms before 280 s: {out['other_life_threatening_before_280s']}"
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lab.machine import describe  # noqa: E402
+
 RECORD = ROOT.parent / "shared/data/bidmc/bidmc_csv/bidmc_02_Signals.csv.gz"
 BUNDLED = ROOT / "device/data/bidmc_09_excerpt.csv.gz"
 ICU_RECORD = ROOT.parent / "shared/data/cinc2015/b484s.hea"
@@ -89,7 +90,11 @@ def main() -> int:
         out = args.out or str(ROOT / "bench/results/serial_daemon_icu.json")
     else:
         record = RECORD if RECORD.exists() else BUNDLED
-        fs, preset, targets = 125, "healthypi5", {"cpu_percent_of_one_core": 2.0, "peak_rss_mb": 80.0}
+        fs, preset, targets = (
+            125,
+            "healthypi5",
+            {"cpu_percent_of_one_core": 2.0, "peak_rss_mb": 80.0},
+        )
         out = args.out or str(ROOT / "bench/results/serial_daemon.json")
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed: apt-get install -y mosquitto", file=sys.stderr)

@@ -123,7 +123,7 @@ class RecordingConfig:
     fs_hz: float | None = doc("sample rate of CSV recordings without a 'Time [s]' column", None)
     roles: dict[str, str] = doc(
         "column (CSV) or signal (WFDB) name -> role (ecg, ppg, abp, resp, audio; an ECG lead as "
-        "ecg:LEAD, e.g. V = \"ecg:V\"); empty: BIDMC names (II, PLETH, RESP), WFDB names "
+        'ecg:LEAD, e.g. V = "ecg:V"); empty: BIDMC names (II, PLETH, RESP), WFDB names '
         "(every ECG lead, PLETH, ABP/ART, RESP)",
         factory=dict,
     )
@@ -172,8 +172,9 @@ class SerialConfig:
         125.0,
     )
     preset: str = doc(
-        "payload/column layout: 'healthypi5' or 'icu4' (openview: two ECG leads, pleth, arterial pressure) or 'healthypi-text' (text: ecg, resp, "
-        "ppg red); empty: the format's default; ignored when 'fields' is given",
+        "payload/column layout: 'healthypi5' or 'icu4' (openview: two ECG leads, pleth, "
+        "arterial pressure) or 'healthypi-text' (text: ecg, resp, ppg red); empty: the format's default; "
+        "ignored when 'fields' is given",
         "",
     )
     fields: list[dict[str, Any]] = doc(
@@ -400,7 +401,10 @@ class AlarmsConfig:
         if not 2.0 <= self.asystole_s <= 15.0:
             return "asystole_s", f"{self.asystole_s} is outside 2 to 15 s"
         if not 2.0 <= self.ventricular_fibrillation_s <= 15.0:
-            return "ventricular_fibrillation_s", f"{self.ventricular_fibrillation_s} is outside 2 to 15 s"
+            return (
+                "ventricular_fibrillation_s",
+                f"{self.ventricular_fibrillation_s} is outside 2 to 15 s",
+            )
         for key in (
             "extreme_bradycardia_beats",
             "extreme_tachycardia_beats",

@@ -57,9 +57,30 @@ CLASSES = ("N", "S", "V", "F", "Q")
 UNMATCHED = "O"
 #: The DS1 training records of de Chazal et al. (2004), which the shared folder holds; their
 #: DS2 twins are held back. 201 and 202 are one patient (202 is in DS2).
-DS1 = (
-    "101 106 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 220 223 230"
-).split()
+DS1 = [
+    "101",
+    "106",
+    "108",
+    "109",
+    "112",
+    "114",
+    "115",
+    "116",
+    "118",
+    "119",
+    "122",
+    "124",
+    "201",
+    "203",
+    "205",
+    "207",
+    "208",
+    "209",
+    "215",
+    "220",
+    "223",
+    "230",
+]
 #: Records with paced beats: excluded from AAMI scoring (EC57 4.1), used only to check that the
 #: classifier says something sane (Q) on paced beats.
 PACED = ("102", "104", "107", "217")

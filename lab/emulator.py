@@ -140,9 +140,7 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return np.asarray(resample_poly(_fill_gaps(x), r.numerator, r.denominator))
 
 
-def signals_for_fields(
-    signals: dict[str, np.ndarray], roles: list[str]
-) -> dict[str, np.ndarray]:
+def signals_for_fields(signals: dict[str, np.ndarray], roles: list[str]) -> dict[str, np.ndarray]:
     """The recording's inputs a board layout sends, keyed by its fields' roles: the input of
     the same name, else the next unused one of the same role (a record's first ECG lead goes
     out as the board's first lead whatever its name), else nothing (the field reads 0)."""

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         adc_gain=rec.adc_gain,
         baseline=rec.baseline,
         comments=[
-            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, {START_S}-{START_S + LENGTH_S}"
+            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, "
+            f"{START_S}-{START_S + LENGTH_S}"
             " s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
         ],
         write_dir=str(args.out),

@@ -59,7 +59,10 @@ def detect(leads: dict[str, np.ndarray], fs_hz: float) -> np.ndarray:
     # cleanest lead, squared (a lead of noise with tiny QRS complexes adds little)
     span = int(8 * fs_hz)
     levels = [_running_level(e, span, 98) for e in energies]
-    snr = [lv / np.maximum(_running_level(e, span, 50), 1e-12) for e, lv in zip(energies, levels, strict=True)]
+    snr = [
+        lv / np.maximum(_running_level(e, span, 50), 1e-12)
+        for e, lv in zip(energies, levels, strict=True)
+    ]
     best = np.maximum.reduce(snr)
     f = np.zeros(n)
     for e, lv, q in zip(energies, levels, snr, strict=True):
@@ -106,7 +109,9 @@ def detect(leads: dict[str, np.ndarray], fs_hz: float) -> np.ndarray:
     # in the 150 ms before the energy peak (the integration lags the QRS)
     out = []
     for p in beats:
-        lead = int(np.argmax([e[p] / max(lv[p], 1e-12) for e, lv in zip(energies, levels, strict=True)]))
+        lead = int(
+            np.argmax([e[p] / max(lv[p], 1e-12) for e, lv in zip(energies, levels, strict=True)])
+        )
         a = max(0, p - w)
         seg = wide[lead][a : p + 1]
         base = np.median(seg)

@@ -35,6 +35,11 @@ RECENT_S = 3.0
 #: one window can be a burst of artefact, and a filter just started is not settled.
 RHYTHM_CONFIRM = 2
 RHYTHM_WARMUP = 6
+#: the waveform's VT evidence is set aside while at least this share of the beats classified
+#: in the last ``SINUS_WINDOW_S`` are normal (N): a sinus tachycardia's narrow beats
+SINUS_SHARE = 0.75
+SINUS_WINDOW_S = 4.0
+SINUS_MIN_BEATS = 3
 #: A pulse channel refutes an ECG bradycardia when its own rate is this much higher.
 PULSE_REFUTES_BRADY_BPM = 10.0
 
@@ -78,7 +83,11 @@ def _pulse_note(ev: CardiacEvidence) -> str:
     if not ev.pulses:
         return "no pulse channel"
     if not usable:
-        return "pulse channels unreadable (" + ", ".join(f"{p.name}: {p.reason}" for p in ev.pulses) + ")"
+        return (
+            "pulse channels unreadable ("
+            + ", ".join(f"{p.name}: {p.reason}" for p in ev.pulses)
+            + ")"
+        )
     return "pulse " + ", ".join(
         f"{p.name} {p.rate_bpm:.0f}/min" if p.rate_bpm is not None else f"{p.name} present"
         for p in usable
@@ -95,6 +104,15 @@ def consecutive_rate_bpm(times: Sequence[float], n: int, t_s: float) -> float | 
         return None
     span = last[-1] - last[0]
     return 60.0 * (n - 1) / span if span > 0 else None
+
+
+def mostly_normal(beats: Sequence[Beat], t_s: float) -> bool:
+    """Whether the beats classified in the last ``SINUS_WINDOW_S`` (at least
+    ``SINUS_MIN_BEATS``) are at least ``SINUS_SHARE`` normal."""
+    recent = [b for b in beats if t_s - b.t_s <= SINUS_WINDOW_S and b.beat_class != BeatClass.Q]
+    if len(recent) < SINUS_MIN_BEATS:
+        return False
+    return sum(b.beat_class == BeatClass.N for b in recent) >= SINUS_SHARE * len(recent)
 
 
 def ventricular_run(beats: Sequence[Beat]) -> list[Beat]:
@@ -120,9 +138,7 @@ class Asystole:
         leads = _leads(ev)
         if not leads:  # no lead can show a QRS: a technical alarm says why, not an asystole
             return [_check(self.key, False, None, cfg.asystole_s, "s", "", unknown=True)]
-        pause = min(
-            (lead.since_qrs_s if lead.since_qrs_s is not None else t_s) for lead in leads
-        )
+        pause = min((lead.since_qrs_s if lead.since_qrs_s is not None else t_s) for lead in leads)
         no_qrs = pause >= cfg.asystole_s
         pulsing = [p for p in _pulses(ev) if p.pulses_4s >= 2]
         present = no_qrs and not pulsing
@@ -173,7 +189,9 @@ def _rhythm_lead(ev: CardiacEvidence) -> LeadEvidence | None:
     (``device.rhythm.vf.MIN_QUALITY``): VF and VT are judged on it, since one noisy lead
     is enough to look like either."""
     scored = [
-        lead for lead in _leads(ev) if lead.vf_score is not None and lead.rhythm_quality >= MIN_QUALITY
+        lead
+        for lead in _leads(ev)
+        if lead.vf_score is not None and lead.rhythm_quality >= MIN_QUALITY
     ]
     return max(scored, key=lambda lead: lead.rhythm_quality) if scored else None
 
@@ -194,7 +212,8 @@ class VentricularTachycardia:
     """A run of ventricular beats (``ventricular_run``) at over the rate limit; or, on the
     most analysable lead, a waveform the rhythm model calls ventricular (VT or VF) at over the
     rate limit (a VT whose broad complexes the beat detector cannot separate). A pulse channel
-    with regular pulses below the rate limit refutes the waveform evidence."""
+    with regular pulses below the rate limit, or beats the classifier calls mostly normal
+    (``mostly_normal``), refute the waveform evidence."""
 
     key: str = "ventricular_tachycardia"
     technical: bool = False
@@ -220,12 +239,12 @@ class VentricularTachycardia:
         if lead is not None and lead.rhythm_rate is not None and lead.rhythm_rate > limit:
             by_wave = _sustained(
                 lead,
-                lambda vf, vt, rate: vf + vt >= cfg.ventricular_rhythm_score
-                and rate is not None
-                and rate > limit,
+                lambda vf, vt, rate: (
+                    vf + vt >= cfg.ventricular_rhythm_score and rate is not None and rate > limit
+                ),
             )
             slower = [p for p in _pulses(ev) if p.rate_bpm is not None and p.rate_bpm < limit]
-            if by_wave and slower:
+            if by_wave and (slower or mostly_normal(ev.beats, t_s)):
                 by_wave = False
         present = by_beats or by_wave
         if by_beats and rate is not None:

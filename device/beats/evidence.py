@@ -131,7 +131,12 @@ class EvidenceTracker:
             rj = step.rhythm.get(ch)
             if rj is not None:
                 self._rhythm[ch].append(
-                    (round(rj.vf_score, 3), round(rj.vt_score, 3), rj.rate_per_min, round(rj.quality, 3))
+                    (
+                        round(rj.vf_score, 3),
+                        round(rj.vt_score, 3),
+                        rj.rate_per_min,
+                        round(rj.quality, 3),
+                    )
                 )
             leads.append(
                 LeadEvidence(

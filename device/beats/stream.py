@@ -16,8 +16,8 @@ returns the detections of that second (for the heart-rate estimators) and the be
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,7 +185,11 @@ class BeatStream:
             return None
         ibi = [b.t_s - a.t_s for a, b in zip(list(r)[:-1], list(r)[1:], strict=True)]
         m = sum(ibi) / len(ibi)
-        if m <= 0 or max(abs(v - m) for v in ibi) > ORGANISED_CV * m or 60.0 / m >= ORGANISED_MAX_BPM:
+        if (
+            m <= 0
+            or max(abs(v - m) for v in ibi) > ORGANISED_CV * m
+            or 60.0 / m >= ORGANISED_MAX_BPM
+        ):
             return None
         return 60.0 / m
 

@@ -154,6 +154,7 @@ class CausalFilter:
 
     def group_delay_s(self, at_hz: float, fs_hz: float) -> float:
         """The cascade's group delay (s) at ``at_hz``: minus the slope of its phase there."""
+
         def phase(f: float) -> float:
             z = np.exp(-1j * 2.0 * np.pi * f / fs_hz)
             h = complex(1.0)
