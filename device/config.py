@@ -593,9 +593,10 @@ def load_config(path: str | Path | None) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file", "check the path given to --config") from None
     except OSError as e:
-        raise ConfigError(
-            f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
-        ) from None
+        from device.access import read_error
+
+        err = read_error(p, e, "config")
+        raise ConfigError(err.what, err.fix) from None
     import tomllib  # only with a config file (not on the command line's defaults)
 
     try:
