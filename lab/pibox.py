@@ -36,7 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,7 +239,11 @@ def _tree_size(path: Path) -> int:
 
 
 def ensure_rootfs(
-    cache: Path, suite: str, arch: str, packages: Sequence[str], say: object = print
+    cache: Path,
+    suite: str,
+    arch: str,
+    packages: Sequence[str],
+    say: Callable[[str], None] = print,
 ) -> RootFs:
     """The root filesystem for (suite, arch, packages): from ``cache`` when it is there,
     otherwise built with mmdebstrap (Debian's default mirror, with updates and security) into a
@@ -265,9 +269,8 @@ def ensure_rootfs(
         suite,
         str(tmp / "rootfs"),
     ]
-    if callable(say):
-        say(f"pibox: building the {suite} {arch} root filesystem (once; cached in {home})")
-        say("pibox: $ " + shlex.join(argv))
+    say(f"building the {suite} {arch} root filesystem (once; cached in {home})")
+    say("$ " + shlex.join(argv))
     t0 = time.monotonic()
     out = run(argv, timeout_s=3600)
     build_s = time.monotonic() - t0
