@@ -119,6 +119,11 @@ NOT_EMULATED = [
         "Checked on the native amd64 trixie box instead.",
     },
     {
+        "what": "IPAddressDeny=/IPAddressAllow= enforcement on arm64",
+        "why": "also a cgroup BPF program, which qemu-user cannot load (no bpf()); checked on "
+        "the native amd64 trixie box instead",
+    },
+    {
         "what": "LoadCredential= (the broker password as a systemd credential) on arm64",
         "why": "qemu-user rejects clone(CLONE_NEWNS); the arm64 box's units run without it and "
         "its broker is anonymous. The native box runs the unit with it.",
@@ -894,6 +899,52 @@ def remove_unit_copy(box: Box, unit: str) -> None:
     box.exec(["systemctl", "daemon-reload"])
 
 
+NET_PROBE = (
+    "import socket,sys\n"
+    "for a in sys.argv[1:]:\n"
+    "    h, p = a.rsplit(':', 1)\n"
+    "    s = socket.socket(); s.settimeout(5)\n"
+    "    try:\n"
+    "        s.connect((h, int(p))); print(a, 'connected')\n"
+    "    except OSError as e:\n"
+    "        print(a, 'refused', e.errno, e.strerror)\n"
+    "    finally:\n"
+    "        s.close()\n"
+)
+
+
+def check_ip_address_deny(box: Box) -> tuple[bool, dict[str, Any]]:
+    """IPAddressDeny=any + IPAddressAllow=localhost: under the unit's sandbox the local broker
+    connects and this machine's end of the veth pair is refused by the policy (EPERM), while
+    outside the sandbox it is merely closed (ECONNREFUSED: nothing listens on port 9)."""
+    targets = ["127.0.0.1:1883", f"{box.network.host_ip}:9"]
+    outside = box.exec(["/usr/bin/python3", "-c", NET_PROBE, *targets], check=False).stdout
+    inside = box.exec(
+        ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", *sandbox_props(box), "--",
+         "/usr/bin/python3", "-c", NET_PROBE, *targets],
+        check=False, timeout_s=120,
+    ).stdout  # fmt: skip
+
+    def parse(text: str) -> dict[str, str]:
+        return dict(ln.partition(" ")[::2] for ln in text.splitlines() if ln.strip())
+
+    a, b = parse(outside), parse(inside)
+    far = targets[1]
+    enforced = b.get(far, "").startswith("refused 1 ") and not a.get(far, "").startswith(
+        "refused 1"
+    )
+    local_ok = b.get(targets[0]) == "connected"
+    detail = {"outside_the_unit": a, "with_the_units_sandbox": b, "enforced": enforced}
+    if box.emulated:
+        detail["finding"] = (
+            "enforced"
+            if enforced
+            else "not enforced under qemu-user (IPAddressDeny= is a cgroup BPF program: no bpf())"
+        )
+        return local_ok and far in b, detail
+    return local_ok and enforced, detail
+
+
 def check_protect_home(box: Box) -> tuple[bool, dict[str, Any]]:
     """Item 5 for real: a replay file under /root, which ProtectHome= hides from the service,
     is refused at start with the cause and the fix, by a copy of the installed unit."""
@@ -1210,6 +1261,7 @@ def native_box(args: argparse.Namespace, work: Path, wheel: Path, results: dict[
             run.check("native_credential", credential)
             run.check("native_device_policy", policy)
             run.check("native_device_refused_daemon", daemon_refused)
+            run.check("native_ip_address_deny", lambda: check_ip_address_deny(box))
             run.check("native_security", lambda: check_security(box))
         else:
             run.skipped("native_ready", "the install failed")
@@ -1383,6 +1435,7 @@ def main() -> int:
         run.check("models_identical", lambda: check_models(b))
         run.check("security", lambda: check_security(b))
         run.check("device_allow", lambda: check_device_allow_emulated(b, s, board_pty))
+        run.check("ip_address_deny", lambda: check_ip_address_deny(b))
         run.check("protect_home_refusal", lambda: check_protect_home(b))
         run.check("watchdog", lambda: freeze_and_wait(b, s, "watchdog"))
         run.check("sigkill", lambda: freeze_and_wait(b, s, "sigkill"))
