@@ -95,7 +95,9 @@ EMULATION_FIXES = (
         "qemu-user passes the host's x86 /proc/cpuinfo through; LiteRT's XNNPACK (cpuinfo) "
         "then segfaults",
         "--bind-ro=/etc/pibox/cpuinfo:/proc/cpuinfo (nspawn resolves a bind onto /proc inside "
-        "the box, so the file lives in the box's tree)",
+        "the box, so the file lives in the box's tree); and for bedside.service (and the "
+        "transient services of the checks) BindReadOnlyPaths= in a drop-in, because "
+        "ProtectProc= gives a service its own /proc, without nspawn's bind",
     ),
     Fix(
         f"QEMU_CPU={QEMU_CPU} for every process in the box",
@@ -391,6 +393,21 @@ class Box:
             if any(ln.startswith("LoadCredential=") for ln in unit.read_text().splitlines()):
                 self.drop_no_credentials(unit.name)
         self.fixes.extend(EMULATION_FIXES)
+
+    #: a service's drop-in (and systemd-run properties) for the fake cpuinfo
+    CPUINFO_BIND = "BindReadOnlyPaths=/etc/pibox/cpuinfo:/proc/cpuinfo"
+
+    def service_fixes(self, unit: str) -> None:
+        """The emulation fixes a service of ours needs in the box: no LoadCredential=, and the
+        fake cpuinfo in its own /proc (ProtectProc= mounts a fresh one). None natively."""
+        if not self.emulated:
+            return
+        self.drop_no_credentials(unit)
+        self.write(
+            f"/etc/systemd/system/{unit}.d/pibox-cpuinfo.conf",
+            "# pibox: qemu-user shows the host's x86 /proc/cpuinfo, on which LiteRT's cpuinfo "
+            f"crashes (lab/pibox.py)\n[Service]\n{self.CPUINFO_BIND}\n",
+        )
 
     def drop_no_credentials(self, unit: str) -> None:
         self.write(
