@@ -23,9 +23,11 @@ and a paho subscriber here (persistent session, QoS 1) receives every vitals mes
 is how "the store loses nothing" is judged: the ``seq`` numbers it received must run without
 a gap to the last one the daemon says it issued (its retained status, once the store is empty).
 
-Then (unless ``--no-native``) a native amd64 Debian trixie box (systemd 257, Python 3.13; no
-emulation) gets the same install, and shows what qemu cannot: ``DevicePolicy=closed`` with
-``DeviceAllow=`` enforced, for the installed unit itself.
+Before it (unless ``--no-native``), a native amd64 Debian trixie box (systemd 257, Python
+3.13; no emulation) gets the same install, and shows what qemu cannot: ``DevicePolicy=closed``
+with ``DeviceAllow=``, and ``IPAddressDeny=``, enforced for the installed unit itself. It runs
+while the arm64 root filesystem is built (when that is not in the cache yet); the arm64 box
+runs alone.
 
 Every change made in a box only (EMULATION_FIXES in lab/pibox.py, the box's set-up) is listed
 in the results, and so is what could not be emulated. Writes ``bench/results/pibox.json``
@@ -36,6 +38,7 @@ one failed, 3 when this machine cannot run a box (the reason on stderr). Needs r
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import importlib.resources
@@ -1398,25 +1401,33 @@ def main() -> int:
         "box's Mosquitto listens on 1883 there, the station (paho) subscribes from here",
     }
     station: Station | None = None
-    wheel: Path | None = None
     board: Board | None = None
     box: Box | None = None
-    try:
-        if a.native_only:
-            raise UserError("--native-only: the arm64 box was not run", None)
-        t = time.monotonic()
-        rootfs: RootFs = ensure_rootfs(
-            Path(a.cache), a.suite, "arm64", [*PACKAGES, *CHECK_PACKAGES], say
+    # the arm64 root filesystem builds (when it is not in the cache: mostly dpkg under qemu)
+    # while the native box runs; the arm64 box itself runs alone, after both
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    t = time.monotonic()
+    arm64_rootfs = (
+        None
+        if a.native_only
+        else pool.submit(
+            ensure_rootfs, Path(a.cache), a.suite, "arm64", [*PACKAGES, *CHECK_PACKAGES], say
         )
+    )
+    try:
+        wheel = build_wheel(ROOT, work / "wheel")
+        run.times["project_wheel_s"] = time.monotonic() - t
+        if not a.no_native:
+            native_box(a, work, wheel, results)
+        if arm64_rootfs is None:
+            raise UserError("--native-only: the arm64 box was not run", None)
+        rootfs: RootFs = arm64_rootfs.result()
         run.times["rootfs_s"] = time.monotonic() - t
         say(
             f"root filesystem {rootfs.path} ({'reused' if rootfs.reused else 'built'}; "
             f"build {rootfs.build_s:.0f} s)"
         )
         results["rootfs"] = rootfs.as_dict()
-        t = time.monotonic()
-        wheel = build_wheel(ROOT, work / "wheel")
-        run.times["project_wheel_s"] = time.monotonic() - t
         deps, dl_s, reused = wheelhouse(Path(a.cache), wheel, rootfs.python, "arm64")
         results["wheels"] = {
             "project": wheel.name,
@@ -1524,8 +1535,7 @@ def main() -> int:
                 )
         if board is not None:
             board.stop()
-    if not a.no_native:
-        native_box(a, work, wheel or build_wheel(ROOT, work / "wheel"), results)
+        pool.shutdown(wait=True)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     run.times["total_s"] = time.monotonic() - run.t0
