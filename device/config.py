@@ -173,8 +173,8 @@ class SerialConfig:
     )
     preset: str = doc(
         "payload/column layout: 'healthypi5' or 'icu4' (openview: two ECG leads, pleth, "
-        "arterial pressure) or 'healthypi-text' (text: ecg, resp, ppg red); empty: the format's default; "
-        "ignored when 'fields' is given",
+        "arterial pressure) or 'healthypi-text' (text: ecg, resp, ppg red); empty: the "
+        "format's default; ignored when 'fields' is given",
         "",
     )
     fields: list[dict[str, Any]] = doc(
@@ -664,9 +664,10 @@ def load_config(path: str | Path | None) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file", "check the path given to --config") from None
     except OSError as e:
-        raise ConfigError(
-            f"{p}: cannot read config ({e.strerror})", "check the file's permissions"
-        ) from None
+        from device.access import read_error
+
+        err = read_error(p, e, "config")
+        raise ConfigError(err.what, err.fix) from None
     from device.compat import tomllib  # only with a config file (not the command line's defaults)
 
     try:

@@ -332,6 +332,14 @@ def models_dir(cfg: ModelsConfig | None) -> Path:
     if cfg is None or not cfg.dir:
         return shipped_models_dir()
     path = Path(cfg.dir)
+    try:
+        path.stat()
+    except PermissionError as e:  # is_dir() would say False: "not a folder" is the wrong lead
+        from device.access import read_error
+
+        raise read_error(path, e, "[models] dir") from None
+    except OSError:
+        pass  # not there: said below
     if not path.is_dir():
         raise UserError(
             f"[models] dir = {cfg.dir!r} is not a folder",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from device.access import read_error
 from device.config import Config, ConfigError
 from device.delegates import Degraded
 from device.errors import UserError
@@ -96,10 +97,8 @@ def check_tls(cfg: Config) -> None:
             with open(path, "rb") as f:
                 f.read(1)
         except OSError as e:
-            raise ConfigError(
-                f"mqtt.{key} = {path!r}: cannot read ({e.strerror})",
-                "check the path and that the service user may read it",
-            ) from None
+            err = read_error(path, e, f"mqtt.{key}")
+            raise ConfigError(err.what, err.fix) from None
     if uses_tls(m.broker):
         try:
             tls_context(m)

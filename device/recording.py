@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.access import read_error
 from device.errors import UserError
 
 ROLES = ("ecg", "ppg", "resp", "audio", "abp")
@@ -112,13 +113,13 @@ def open_text(path: Path) -> str:
             with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
                 return f.read()
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file", "check the path") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise UserError(
             f"{path}: cannot read ({e.__class__.__name__}: {e})",
             "the file is truncated or not gzip/CSV; copy it again from its source",
         ) from None
+    except OSError as e:  # not found, no permission, hidden from the service...
+        raise read_error(path, e) from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text CSV file", "give a CSV, CSV.gz or WAV file") from None
 
@@ -272,8 +273,8 @@ def read_wav(path: str | Path, role: str = "audio") -> Recording:
                 w.getnframes(),
             )
             raw = w.readframes(n)
-    except FileNotFoundError:
-        raise UserError(f"{p}: no such file", "check the path") from None
+    except OSError as e:  # not found, no permission, hidden from the service...
+        raise read_error(p, e) from None
     except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as e:
         # wave raises a bare RuntimeError for a chunk it cannot skip, struct.error for a
         # short header

@@ -4,8 +4,10 @@ The real daemon replays the bundled recording (with the shipped LiteRT models) i
 Mosquitto
 
 - inside a new mount and PID namespace whose /proc is mounted the way the unit's
-  ``ProcSubset=pid`` and ``ProtectProc=invisible`` mount it (``subset=pid,hidepid=invisible``:
-  no /proc/cpuinfo, /proc/meminfo, /proc/sys...);
+  ``ProtectProc=invisible`` mounts it (``hidepid=invisible``: other users' processes are
+  invisible). The unit does not set ``ProcSubset=pid`` (``subset=pid``: no /proc/cpuinfo):
+  LiteRT's XNNPACK needs /proc/cpuinfo, and without it the models run on other kernels and
+  give other int8 outputs, which a test below keeps on record;
 - under a seccomp filter built like the unit's: the system calls of ``~@privileged @resources``
   (expanded by ``systemd-analyze syscall-filter``) fail with EPERM (``SystemCallErrorNumber=``),
   and so do the requests ``MemoryDenyWriteExecute=yes`` refuses: ``mmap`` of writable and
@@ -178,7 +180,7 @@ def test_the_filter_refuses_what_the_unit_refuses() -> None:
 @needs_tools[1]
 def test_daemon_runs_inside_the_units_sandbox(mosquitto, mqtt_listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     if not can_unshare():
-        pytest.skip("needs root and mount/PID namespaces (unshare) to mount /proc subset=pid")
+        pytest.skip("needs root and mount/PID namespaces (unshare) to mount /proc")
     assert STRACE is not None and UNSHARE is not None
     allowed, denied = unit_filter()
     station = mqtt_listener(mosquitto, f"bedside/{BED}/vitals")
@@ -187,7 +189,7 @@ def test_daemon_runs_inside_the_units_sandbox(mosquitto, mqtt_listener, tmp_path
         sys.executable, "-m", "device", "run", "--replay", str(EXCERPT), "--speed", "30",
         "--broker", mosquitto.url, "--bed", BED, "--state-dir", str(tmp_path / "state"),
     ]  # fmt: skip
-    inner = "mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec " + shlex.join(
+    inner = f"mount -t proc -o {UNIT_PROC} proc /proc && exec " + shlex.join(
         [STRACE, "-f", "-qq", "-o", str(trace), *filtered(denied, daemon)]
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -227,3 +229,40 @@ def test_daemon_runs_inside_the_units_sandbox(mosquitto, mqtt_listener, tmp_path
         or re.search(r"\b(pkey_)?mprotect\([^,]*, [^,]*, [^)]*PROT_EXEC", ln)
     ]
     assert not wx, "writable-executable memory requested:\n" + "\n".join(wx[:10])
+
+
+#: how the unit's ProtectProc=invisible mounts /proc for the service
+UNIT_PROC = "hidepid=invisible"
+
+
+def model_outputs_under(proc_options: str | None) -> dict[str, Any]:
+    """``python -m lab.model_outputs`` with /proc mounted with ``proc_options`` in a new mount
+    and PID namespace (None: this process's /proc)."""
+    argv = [sys.executable, "-m", "lab.model_outputs", "--inputs", "8"]
+    if proc_options is not None:
+        assert UNSHARE is not None
+        inner = f"mount -t proc -o {proc_options} proc /proc && exec " + shlex.join(argv)
+        argv = [UNSHARE, "-m", "-p", "-f", "--mount-proc", "sh", "-c", inner]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_models_give_the_same_outputs_under_the_units_proc() -> None:
+    """The unit's /proc (ProtectProc=invisible) leaves LiteRT's outputs as validated; the
+    /proc of ProcSubset=pid does not, which is why the unit does not set it."""
+    if not can_unshare():
+        pytest.skip("needs root and mount/PID namespaces (unshare) to mount /proc")
+    plain = model_outputs_under(None)
+    unit = model_outputs_under(UNIT_PROC)
+    assert {k: v["sha256"] for k, v in unit.items()} == {k: v["sha256"] for k, v in plain.items()}
+    subset = model_outputs_under("subset=pid," + UNIT_PROC)
+    int8 = [k for k in plain if k.endswith("_int8")]
+    assert int8 and any(subset[k]["sha256"] != plain[k]["sha256"] for k in int8), (
+        "LiteRT now gives the validated outputs without /proc/cpuinfo: ProcSubset=pid could "
+        "return to the unit (check bench/pibox.py's models_identical on arm64 first)"
+    )

@@ -5,7 +5,8 @@ A detector works through its samples one block (``fs_hz`` samples: one second) a
 whatever size the chunks it is pushed, so its decisions depend on the samples alone, never on
 how they were chunked. A candidate is a local maximum of the feature with no higher local maximum
 within the refractory period on either side (``find_peaks``' distance rule, decided locally); it is
-decided as soon as the samples after it have arrived, so every beat is detected exactly once, about a refractory period after its peak.
+decided as soon as the samples after it have arrived, so every beat is detected exactly once,
+about a refractory period after its peak.
 The pipeline pushes one second at a time, so blocks add no latency there.
 """
 

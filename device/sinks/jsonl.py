@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from device.config import JsonlConfig
-from device.errors import UserError
 from device.monitor import Message
 from device.sinks.base import Command, Status
 
@@ -39,9 +38,9 @@ class JsonlSink:
         try:
             self._out = open(self.path, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
         except OSError as e:
-            raise UserError(
-                f"{self.path}: cannot write ({e.strerror})", "choose a writable path"
-            ) from None
+            from device.access import write_error
+
+            raise write_error(self.path, e, "jsonl.path") from None
 
     def send(self, msg: Message, ts: float) -> None:
         assert self._out is not None, "start() the sink first"

@@ -522,10 +522,9 @@ def _read_password(path: str) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise UserError(
-            f"mqtt.password_file = {path!r}: cannot read ({e.strerror})",
-            "check the path and permissions",
-        ) from None
+        from device.access import read_error
+
+        raise read_error(path, e, "mqtt.password_file") from None
 
 
 #: A command payload larger than this is not an acknowledgement: refused unread.

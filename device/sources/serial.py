@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any
 
+from device.access import device_hint
 from device.config import Config, SerialConfig
 from device.errors import UserError
 from device.sources.base import Frame, FrameQueue, ThreadedSource
@@ -185,11 +186,13 @@ class SerialSource(ThreadedSource):
                                 outage_start = last_sample
                                 self.outages += 1
                                 self.state = "lost"
+                                hint = device_hint(e)
                                 log.warning(
-                                    "%s: cannot open port (%s); reporting lost signal and "
+                                    "%s: cannot open port (%s)%s; reporting lost signal and "
                                     "retrying every <= %g s",
                                     self.name,
                                     e,
+                                    f"; {hint}" if hint else "",
                                     self.cfg.reconnect_max_s,
                                 )
                             next_try = now + backoff
