@@ -86,3 +86,19 @@ def test_each_shown_value_is_printed_with_the_quality_of_that_estimate() -> None
     assert format_vitals(ecg).endswith("quality: HR 1.00 RR 0.95")
     none = {"t_s": 5.0, "hr_bpm": None, "rr_bpm": None, "sqi": {}}
     assert format_vitals(none).endswith("quality: -")
+
+
+def test_demo_arrhythmia_sounds_ventricular_tachycardia_through_the_broker(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """MIT-BIH 205's first VT run (about 29 s of signal) travels daemon -> Mosquitto ->
+    subscriber as a high-priority ventricular_tachycardia alarm naming its leads, then latches."""
+    r = subprocess.run(
+        [sys.executable, "-m", "device", "demo", "--arrhythmia", "--broker", mosquitto.url,
+         "--bed", "demo-vt", "--seconds", "16", "--speed", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    alarms = [ln for ln in r.stdout.splitlines() if " ALARM " in ln]
+    vt = [ln for ln in alarms if "ventricular_tachycardia" in ln]
+    assert vt and "ACTIVE" in vt[0] and " high " in vt[0], r.stdout
+    assert "ventricular beats" in vt[0] and "ecg:MLII" in vt[0], vt[0]
+    assert any("LATCHED" in ln for ln in vt), r.stdout

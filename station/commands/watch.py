@@ -73,7 +73,7 @@ def _alarm_text(a: dict[str, Any]) -> str:
     if is_technical(a) and a.get("role"):
         what += f" ({a['role']})"
     elif a.get("value") is not None and a.get("limit") is not None:
-        sign = "<" if cond.endswith("_low") else ">"
+        sign = "<" if cond.endswith(("_low", "bradycardia")) else ">"
         what += f" {a['value']:g} {sign} {a['limit']:g}"
     state = a.get("state")
     return f"{what} (ack)" if state == "acknowledged" else what

@@ -16,6 +16,9 @@
     apnea: "APNEA", signal_lost: "SIGNAL LOST", sensor_off: "SENSOR OFF",
     poor_signal: "POOR SIGNAL", inference_error: "INFERENCE ERROR",
     bed_offline: "NO CONNECTION TO BED",
+    asystole: "ASYSTOLE", extreme_bradycardia: "EXTREME BRADY",
+    extreme_tachycardia: "EXTREME TACHY", ventricular_tachycardia: "V-TACH",
+    ventricular_fibrillation: "V-FIB",
   };
 
   const beds = new Map(); // bed id -> state (see newBed)
@@ -226,8 +229,8 @@
     const what = (LABEL[a.condition] || String(a.condition).toUpperCase())
       + (a.role && isTechnical(a) ? ` (${a.role})` : "") + (a.station ? ` (${a.detail})` : "");
     if (isTechnical(a) || a.value == null) return what;
-    const sign = /_low$/.test(a.condition) ? "<" : ">";
-    const unit = a.condition.startsWith("hr") ? "bpm" : "/min";
+    const sign = /(_low|bradycardia)$/.test(a.condition) ? "<" : ">";
+    const unit = a.unit || (a.condition.startsWith("hr") ? "bpm" : "/min");
     return a.limit == null ? `${what} ${a.value} ${unit}` : `${what} ${a.value} ${sign} ${a.limit} ${unit}`;
   }
 
