@@ -138,3 +138,20 @@ def test_alarms_do_not_depend_on_chunking(chunk: int) -> None:
     a = [m.to_record() for m in process_recording(rec, cfg, chunk=chunk, beats=True)]
     b = [m.to_record() for m in process_recording(rec, cfg, chunk=360, beats=True)]
     assert a == b
+
+
+def test_mostly_normal_beats_set_waveform_vt_aside_only_when_there_are_enough() -> None:
+    from device.alarms.arrhythmia import mostly_normal
+    from device.beats.beat import Beat, BeatClass
+    from device.roles import Role
+
+    def beats(classes: str, t0: float = 10.0) -> list[Beat]:
+        return [
+            Beat(t0 + 0.5 * i, Role.ECG, "II", BeatClass(c), 1.0) for i, c in enumerate(classes)
+        ]
+
+    assert mostly_normal(beats("NNNNNNV"), 13.0)  # 6 of 7 normal
+    assert not mostly_normal(beats("NNVVVVV"), 13.0)  # a run of ventricular beats
+    assert not mostly_normal(beats("NN"), 13.0)  # too few to judge
+    assert not mostly_normal(beats("NNNNNN", t0=0.0), 13.0)  # older than the 4 s window
+    assert not mostly_normal(beats("QQQQQN"), 13.0)  # unclassifiable beats do not count
