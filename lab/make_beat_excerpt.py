@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-import numpy as np
+if __package__ in (None, ""):  # run as a script: python lab/make_beat_excerpt.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.make_mitdb_excerpt import write_excerpt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = "119"
@@ -37,44 +41,11 @@ def _default_data() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import wfdb
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "device" / "data")
     args = ap.parse_args(argv)
-    src = str((args.data or _default_data()) / RECORD)
-    head = wfdb.rdheader(src)
-    fs = int(head.fs)
-    a, b = START_S * fs, (START_S + LENGTH_S) * fs
-    rec = wfdb.rdrecord(src, sampfrom=a, sampto=b, physical=False)
-    ann = wfdb.rdann(src, "atr", sampfrom=a, sampto=b - 1, shift_samps=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(
-        NAME,
-        fs=fs,
-        units=rec.units,
-        sig_name=rec.sig_name,
-        d_signal=rec.d_signal,
-        fmt=["212"] * rec.n_sig,
-        adc_gain=rec.adc_gain,
-        baseline=rec.baseline,
-        comments=[
-            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, "
-            f"{START_S}-{START_S + LENGTH_S} s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
-        ],
-        write_dir=str(args.out),
-    )
-    wfdb.wrann(
-        NAME,
-        "atr",
-        np.asarray(ann.sample, dtype=np.int64),
-        symbol=list(ann.symbol),
-        aux_note=[n.rstrip("\x00") for n in ann.aux_note],
-        fs=fs,
-        write_dir=str(args.out),
-    )
-    print(f"wrote {args.out / NAME}.hea/.dat/.atr ({LENGTH_S} s of {RECORD})")
+    write_excerpt(args.data or _default_data(), RECORD, START_S, LENGTH_S, NAME, args.out)
     return 0
 
 

@@ -25,22 +25,22 @@ LENGTH_S = 70
 NAME = "mitdb_205_excerpt"
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_excerpt(
+    src: Path, record: str, start_s: int, length_s: int, name: str, out: Path
+) -> None:
+    """Write ``start_s`` .. ``start_s + length_s`` of MIT-BIH record ``record`` (in folder
+    ``src``) to ``out`` as WFDB record ``name``: format 212, digital values, gains and
+    baselines unchanged, the reference annotations inside it shifted to start at 0."""
     import wfdb
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mitdb")
-    ap.add_argument("--out", type=Path, default=ROOT / "device" / "data")
-    args = ap.parse_args(argv)
-    src = str(args.data / RECORD)
-    head = wfdb.rdheader(src)
-    fs = int(head.fs)
-    a, b = START_S * fs, (START_S + LENGTH_S) * fs
-    rec = wfdb.rdrecord(src, sampfrom=a, sampto=b, physical=False)
-    ann = wfdb.rdann(src, "atr", sampfrom=a, sampto=b - 1, shift_samps=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    path = str(src / record)
+    fs = int(wfdb.rdheader(path).fs)
+    a, b = start_s * fs, (start_s + length_s) * fs
+    rec = wfdb.rdrecord(path, sampfrom=a, sampto=b, physical=False)
+    ann = wfdb.rdann(path, "atr", sampfrom=a, sampto=b - 1, shift_samps=True)
+    out.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(
-        NAME,
+        name,
         fs=fs,
         units=rec.units,
         sig_name=rec.sig_name,
@@ -49,22 +49,30 @@ def main(argv: list[str] | None = None) -> int:
         adc_gain=rec.adc_gain,
         baseline=rec.baseline,
         comments=[
-            f"excerpt of MIT-BIH Arrhythmia Database record {RECORD}, "
-            f"{START_S}-{START_S + LENGTH_S}"
+            f"excerpt of MIT-BIH Arrhythmia Database record {record}, "
+            f"{start_s}-{start_s + length_s}"
             " s, unchanged values (ODC-By 1.0; see ATTRIBUTION.md)"
         ],
-        write_dir=str(args.out),
+        write_dir=str(out),
     )
     wfdb.wrann(
-        NAME,
+        name,
         "atr",
         np.asarray(ann.sample, dtype=np.int64),
         symbol=list(ann.symbol),
         aux_note=[n.rstrip("\x00") for n in ann.aux_note],
         fs=fs,
-        write_dir=str(args.out),
+        write_dir=str(out),
     )
-    print(f"wrote {args.out / NAME}.hea/.dat/.atr ({LENGTH_S} s of {RECORD})")
+    print(f"wrote {out / name}.hea/.dat/.atr ({length_s} s of {record})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mitdb")
+    ap.add_argument("--out", type=Path, default=ROOT / "device" / "data")
+    args = ap.parse_args(argv)
+    write_excerpt(args.data, RECORD, START_S, LENGTH_S, NAME, args.out)
     return 0
 
 
