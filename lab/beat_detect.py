@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from device.beats.beat import Detection
 from device.beats.qrs import QrsDetector
 from device.dsp.resample import Resampler
@@ -42,21 +40,7 @@ class DetectedBeat:
 def resampler_delay_s(source_fs_hz: float, fs_hz: float, at_hz: float = 10.0) -> float:
     """The group delay of the device's resampler's anti-alias filter at ``at_hz`` (what main's
     ``Resampler.delay_s`` returns and the stream subtracts from beat times)."""
-    r = Resampler(source_fs_hz, fs_hz)
-    aa = r._aa
-    if aa is None:
-        return 0.0
-
-    def phase(f: float) -> float:
-        z = np.exp(-1j * 2.0 * np.pi * f / source_fs_hz)
-        h = complex(1.0)
-        for b0, b1, b2, a0, a1, a2 in aa.sos:
-            h *= (b0 + b1 * z + b2 * z * z) / (a0 + a1 * z + a2 * z * z)
-        return float(np.angle(h))
-
-    df = 1e-3 * source_fs_hz
-    dphi = (phase(at_hz + df) - phase(at_hz - df) + np.pi) % (2.0 * np.pi) - np.pi
-    return float(-dphi / (2.0 * np.pi * 2.0 * df))
+    return float(Resampler(source_fs_hz, fs_hz).delay_s(at_hz))
 
 
 class _Weight:
