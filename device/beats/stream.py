@@ -24,6 +24,7 @@ import numpy as np
 
 from device.beats.beat import Beat, BeatClass, Detection
 from device.beats.channel import ChannelDetector
+from device.beats.classify import BeatClassifier
 from device.beats.pulse import PulseDetector
 from device.beats.qrs import QrsDetector
 from device.rhythm.vf import RhythmJudgement, VentricularRhythm, shipped_model
@@ -110,7 +111,7 @@ class BeatStream:
                 self._pulse_role_first.setdefault(ch.role, ch)
         self._new: dict[Channel, list[Detection]] = {ch: [] for ch in self.detectors}
         self.classifier = (
-            _make_classifier([c.lead or c.role.value for c in self.leads])
+            BeatClassifier([c.lead or c.role.value for c in self.leads], CARDIAC_FS_HZ)
             if (classify and self.leads)
             else None
         )
@@ -280,12 +281,3 @@ class BeatStream:
             d, ch, leads, share = self._unclassified.pop(0)
             out.append(Beat(d.t_s, Role.ECG, ch.lead, c.beat_class, share * d.corr, leads))
         return out
-
-
-def _make_classifier(leads: list[str]):  # type: ignore[no-untyped-def]
-    """The beat classifier (``device.beats.classify``), or None where none is installed."""
-    try:
-        from device.beats.classify import BeatClassifier
-    except ImportError:
-        return None
-    return BeatClassifier(leads, CARDIAC_FS_HZ)
