@@ -111,7 +111,7 @@ class QrsDetector(ChannelDetector):
             return 0.0
         sizes = [h for _, h in list(self._beats)[-LONG_BEATS:]]
         idle = (p - self._beats[-1][0]) / self.fs_hz - 2.0
-        return small_median(sizes) * (0.5 ** (max(0.0, idle) / LONG_HALF_LIFE_S))
+        return float(small_median(sizes) * (0.5 ** (max(0.0, idle) / LONG_HALF_LIFE_S)))
 
     def _search_back(self, p: int, level: float) -> list[tuple[int, float]]:
         """Pan-Tompkins search-back: a gap between the last beat and this one longer than
